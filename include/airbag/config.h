@@ -1,0 +1,282 @@
+// The validated configuration snapshot (DESIGN.md §3) as plain value types.
+// A Config is built once by the loader, then shared read-only
+// (std::shared_ptr<const Config>) by every worker; nothing here changes after
+// load, so it is safe to read from any thread without locks.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/time/time.h"
+
+namespace airbag {
+
+// Where a value came from in the YAML file, for error messages and /config.
+struct SourceLoc {
+  int line = 0;    // 1-based; 0 when unknown
+  int column = 0;  // 1-based; 0 when unknown
+};
+
+// host:port as written ("0.0.0.0:8080", "[::1]:9901", "localhost:80").
+struct HostPort {
+  std::string host;  // without brackets for IPv6
+  uint16_t port = 0;
+};
+
+struct LimitsConfig {
+  uint64_t max_header_bytes = 64 * 1024;
+  uint64_t max_body_bytes = 16 * 1024 * 1024;
+  absl::Duration header_timeout = absl::Seconds(10);
+  absl::Duration idle_timeout = absl::Seconds(60);
+};
+
+struct ServerTlsConfig {
+  std::string cert;  // path to PEM certificate chain
+  std::string key;   // path to PEM private key
+};
+
+struct ListenConfig {
+  std::string address = "0.0.0.0:8080";
+  HostPort bind{"0.0.0.0", 8080};
+  int workers = 0;  // 0 = auto (CPU count)
+  std::optional<ServerTlsConfig> tls;
+  LimitsConfig limits;
+};
+
+struct AdminConfig {
+  std::string address = "127.0.0.1:9901";
+  HostPort bind{"127.0.0.1", 9901};
+  std::string token_file;  // empty = no token required
+};
+
+enum class LogFormat { kJson, kText };
+
+struct LogConfig {
+  std::string level = "info";         // trace|debug|info|warn|error|critical|off
+  std::string access_log = "stdout";  // stdout|stderr|off|<file path>
+  LogFormat format = LogFormat::kJson;
+};
+
+struct SheddingConfig {
+  uint32_t max_in_flight = 1024;
+};
+
+struct GlobalCacheConfig {
+  uint64_t max_bytes = 256ull * 1024 * 1024;
+};
+
+struct UpstreamTlsConfig {
+  std::string ca;  // path to CA bundle; empty = system default
+  bool verify = true;
+  std::string sni;  // empty = host of the url
+};
+
+struct HealthCheckConfig {
+  std::string path = "/health";
+  absl::Duration interval = absl::Seconds(5);
+  absl::Duration timeout = absl::Seconds(1);
+};
+
+struct UpstreamConfig {
+  std::string name;
+  std::string url;          // as written
+  bool https = false;       // scheme
+  std::string host;         // from the url, without brackets
+  uint16_t port = 80;       // from the url (default 80 / 443)
+  std::string host_header;  // "host" or "host:port" as sent when rewriting Host
+  std::string base_path;    // path part of the url without trailing '/', may be empty
+  absl::Duration connect_timeout = absl::Seconds(1);
+  uint32_t max_connections = 256;
+  std::optional<UpstreamTlsConfig> tls;
+  std::optional<HealthCheckConfig> health;
+  SourceLoc loc;
+};
+
+struct HeaderMatch {
+  std::string name;   // lower-case
+  std::string value;  // exact match
+};
+
+struct MatchConfig {
+  std::string path;         // exact path (without query); empty = unset
+  std::string path_prefix;  // empty = unset
+  std::string path_regex;   // RE2 syntax, full match on the path; empty = unset
+  std::vector<std::string> methods;  // upper-case; empty = any
+  std::vector<HeaderMatch> headers;  // all must match
+};
+
+enum class Priority { kCritical = 0, kNormal = 1, kOptional = 2 };
+
+struct TimeoutConfig {
+  absl::Duration total = absl::Seconds(30);
+  absl::Duration per_try = absl::Seconds(30);     // defaults to total
+  absl::Duration first_byte = absl::Seconds(30);  // defaults to per_try
+  absl::Duration idle = absl::Seconds(60);
+};
+
+// Retry conditions, as a bit set.
+enum RetryOn : uint32_t {
+  kRetryOnConnectFailure = 1u << 0,
+  kRetryOnReset = 1u << 1,
+  kRetryOnTimeout = 1u << 2,
+  kRetryOn5xx = 1u << 3,
+  kRetryOnRetriableStatus = 1u << 4,
+  kRetryOnInvalid = 1u << 5,
+};
+
+enum class Jitter { kFull, kEqual, kDecorrelated, kNone };
+
+struct BackoffConfig {
+  absl::Duration base = absl::Milliseconds(25);
+  absl::Duration max = absl::Milliseconds(250);
+  Jitter jitter = Jitter::kFull;
+};
+
+struct RetryBudgetConfig {
+  double ratio = 0.2;
+  double min_per_second = 10;
+};
+
+struct RetryConfig {
+  int attempts = 1;  // total tries including the first; 1 = no retry
+  uint32_t on = kRetryOnConnectFailure | kRetryOnReset | kRetryOn5xx;
+  std::vector<int> retriable_status;
+  BackoffConfig backoff;
+  bool honor_retry_after = true;
+  RetryBudgetConfig budget;
+};
+
+struct BulkheadConfig {
+  uint32_t max_in_flight = 1024;
+  uint32_t max_queue = 0;
+  absl::Duration queue_timeout = absl::Milliseconds(100);
+};
+
+struct CircuitBreakerConfig {
+  absl::Duration window = absl::Seconds(10);
+  uint32_t minimum_calls = 20;
+  double failure_rate = 0.5;
+  absl::Duration slow_call_duration = absl::Seconds(5);
+  double slow_call_rate = 1.0;  // 1.0 = off
+  uint32_t consecutive_failures = 5;
+  absl::Duration open_for = absl::Seconds(5);
+  absl::Duration max_open_for = absl::Seconds(60);
+  uint32_t half_open_calls = 3;
+};
+
+enum class CacheKeyBody { kRaw, kJsonCanonical, kNone };
+
+struct CacheKeyConfig {
+  CacheKeyBody body = CacheKeyBody::kJsonCanonical;
+  std::vector<std::string> ignore;   // JSON pointers left out of the key
+  std::vector<std::string> headers;  // lower-case header names in the key
+  bool query = true;
+};
+
+struct RouteCacheConfig {
+  absl::Duration ttl = absl::Seconds(30);
+  absl::Duration stale_while_revalidate = absl::ZeroDuration();
+  absl::Duration stale_if_error = absl::ZeroDuration();
+  std::vector<int> statuses = {200};
+  bool respect_cache_control = true;
+  CacheKeyConfig key;
+  uint64_t max_entry_bytes = 1024 * 1024;
+  bool streams = false;
+};
+
+enum class JsonType { kObject, kArray, kString, kNumber, kBoolean, kNull };
+
+struct JsonCheck {
+  std::string pointer;  // RFC 6901
+  std::optional<JsonType> type;
+  std::optional<bool> exists;
+  bool finite = false;
+  std::optional<double> min;
+  std::optional<double> max;
+  std::optional<uint64_t> min_items;
+  SourceLoc loc;
+};
+
+struct ValidateConfig {
+  std::vector<int> status;  // empty = any 2xx
+  std::vector<JsonCheck> json;
+};
+
+enum class PredicateOp { kEq, kNe, kGt, kGe, kLt, kLe, kIn, kExists, kMatches };
+
+struct Predicate {
+  std::string pointer;
+  PredicateOp op = PredicateOp::kEq;
+  std::string value_json;  // operand as compact JSON text ("5000", "\"x\"", "[1,2]", "true")
+  SourceLoc loc;
+};
+
+// A locally generated answer (a rule's or the default's).
+struct RespondConfig {
+  int status = 200;
+  std::vector<std::pair<std::string, std::string>> headers;  // names lower-case
+  std::string body;          // `json:` serialised compactly, or `body:` verbatim
+  std::string content_type;  // "application/json" for `json:`, else from headers or text/plain
+};
+
+struct Rule {
+  std::string name;
+  std::vector<Predicate> when;  // all must hold
+  RespondConfig respond;
+};
+
+struct FallbackStep {
+  enum class Kind { kUpstream, kRules, kRespond };
+  Kind kind = Kind::kRespond;
+  std::string upstream;  // kUpstream: name in Config::upstreams
+  absl::Duration timeout = absl::Seconds(2);  // kUpstream
+  std::vector<Rule> rules;                    // kRules
+  RespondConfig respond;                      // kRespond
+  SourceLoc loc;
+};
+
+struct FaultConfig {
+  double delay_percent = 0;  // 0..100
+  absl::Duration delay = absl::ZeroDuration();
+  double abort_percent = 0;  // 0..100
+  int abort_status = 503;
+};
+
+struct RouteConfig {
+  std::string name;
+  MatchConfig match;
+  std::string upstream;  // name in Config::upstreams
+  Priority priority = Priority::kNormal;
+  TimeoutConfig timeout;
+  RetryConfig retry;
+  BulkheadConfig bulkhead;
+  std::optional<CircuitBreakerConfig> circuit_breaker;
+  std::optional<RouteCacheConfig> cache;
+  std::optional<ValidateConfig> validate;
+  std::vector<FallbackStep> fallback;
+  FaultConfig fault;
+  SourceLoc loc;
+};
+
+struct Config {
+  std::string source_path;  // the file it was loaded from
+  ListenConfig listen;
+  AdminConfig admin;
+  LogConfig log;
+  std::optional<SheddingConfig> shedding;
+  GlobalCacheConfig cache;
+  std::vector<UpstreamConfig> upstreams;  // in file order
+  std::vector<RouteConfig> routes;        // in file order; first match wins
+
+  // Returns the upstream with this name, or nullptr.
+  const UpstreamConfig* findUpstream(std::string_view name) const {
+    for (const auto& u : upstreams)
+      if (u.name == name) return &u;
+    return nullptr;
+  }
+};
+
+}  // namespace airbag

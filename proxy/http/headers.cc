@@ -1,0 +1,79 @@
+// Header storage and header-name helpers; see headers.h.
+#include "proxy/http/headers.h"
+
+#include <array>
+
+namespace airbag::http {
+namespace {
+
+constexpr char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+
+std::string_view trimOws(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+}  // namespace
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (lower(a[i]) != lower(b[i])) return false;
+  return true;
+}
+
+bool isHopByHop(std::string_view name) {
+  static constexpr std::array<std::string_view, 9> kHopByHop = {
+      "connection", "keep-alive",          "proxy-connection", "proxy-authenticate",
+      "te",         "proxy-authorization", "trailer",          "transfer-encoding",
+      "upgrade"};
+  // Quick reject on the first letter keeps this cheap for ordinary headers.
+  if (name.empty()) return false;
+  char c = lower(name[0]);
+  if (c != 'c' && c != 'k' && c != 'p' && c != 't' && c != 'u') return false;
+  for (std::string_view h : kHopByHop)
+    if (iequals(name, h)) return true;
+  return false;
+}
+
+bool headerHasToken(std::string_view value, std::string_view token) {
+  while (!value.empty()) {
+    size_t comma = value.find(',');
+    std::string_view item = trimOws(value.substr(0, comma));
+    if (iequals(item, token)) return true;
+    if (comma == std::string_view::npos) break;
+    value.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+void HeaderList::add(std::string_view name, std::string_view value) {
+  beginName();
+  appendName(name);
+  beginValue();
+  appendValue(value);
+}
+
+void HeaderList::appendName(std::string_view piece) {
+  arena_.append(piece);
+  entries_.back().name_len += static_cast<uint32_t>(piece.size());
+}
+
+void HeaderList::beginValue() {
+  entries_.back().value_off = static_cast<uint32_t>(arena_.size());
+  entries_.back().value_len = 0;
+}
+
+void HeaderList::appendValue(std::string_view piece) {
+  arena_.append(piece);
+  entries_.back().value_len += static_cast<uint32_t>(piece.size());
+}
+
+std::optional<std::string_view> HeaderList::get(std::string_view name) const {
+  for (size_t i = 0; i < entries_.size(); ++i)
+    if (iequals(this->name(i), name)) return value(i);
+  return std::nullopt;
+}
+
+}  // namespace airbag::http

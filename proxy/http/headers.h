@@ -1,0 +1,59 @@
+// HTTP header storage for the data plane: names and values live in one arena
+// string that keeps its capacity across requests, so a keep-alive connection
+// parses headers without heap churn.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace airbag::http {
+
+// ASCII case-insensitive equality (header names, tokens).
+bool iequals(std::string_view a, std::string_view b);
+
+// True for headers that belong to one connection and must not be forwarded
+// (RFC 9110 §7.6.1): Connection, Keep-Alive, Proxy-Connection,
+// Proxy-Authenticate, Proxy-Authorization, TE, Trailer, Transfer-Encoding,
+// Upgrade.
+bool isHopByHop(std::string_view name);
+
+// True when `token` appears in a comma-separated header value (case-insensitive).
+bool headerHasToken(std::string_view value, std::string_view token);
+
+class HeaderList {
+ public:
+  void clear() {
+    arena_.clear();
+    entries_.clear();
+  }
+  // Adds a complete header.
+  void add(std::string_view name, std::string_view value);
+
+  // Incremental building, as llhttp delivers names and values in pieces.
+  void beginName() { entries_.push_back({static_cast<uint32_t>(arena_.size()), 0, 0, 0}); }
+  void appendName(std::string_view piece);
+  void beginValue();
+  void appendValue(std::string_view piece);
+
+  size_t size() const { return entries_.size(); }
+  std::string_view name(size_t i) const {
+    return {arena_.data() + entries_[i].name_off, entries_[i].name_len};
+  }
+  std::string_view value(size_t i) const {
+    return {arena_.data() + entries_[i].value_off, entries_[i].value_len};
+  }
+  // Returns the first value of `name` (case-insensitive), if present.
+  std::optional<std::string_view> get(std::string_view name) const;
+
+ private:
+  struct Entry {
+    uint32_t name_off, name_len, value_off, value_len;
+  };
+  std::string arena_;
+  std::vector<Entry> entries_;
+};
+
+}  // namespace airbag::http

@@ -1,0 +1,400 @@
+// The request pipeline's state machine; see exchange.h.
+#include "proxy/pipeline/exchange.h"
+
+#include <event2/event.h>
+
+#include <algorithm>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "proxy/http/text.h"
+#include "policy/deadline.h"
+#include "proxy/http/status.h"
+#include "proxy/log/access_log.h"
+#include "proxy/metrics/metrics.h"
+#include "proxy/pipeline/local_reply.h"
+
+namespace airbag::pipeline {
+namespace {
+
+// Answers up to this size are buffered whole (so a failure before their end
+// can still be retried or replaced); larger or open-ended ones are streamed.
+constexpr uint64_t kMaxBufferedBody = 8 * 1024 * 1024;
+// Above this much queued for a slow client, stop reading the upstream.
+constexpr size_t kPauseUpstreamAt = 256 * 1024;
+
+constexpr std::string_view kRequestIdHeader = "x-request-id";
+constexpr std::string_view kBudgetHeader = "x-airbag-timeout-ms";
+
+bool isStreamingType(std::string_view content_type) {
+  return http::startsWithIgnoreCase(content_type, "text/event-stream") ||
+         http::startsWithIgnoreCase(content_type, "application/x-ndjson") ||
+         http::startsWithIgnoreCase(content_type, "application/jsonl") ||
+         http::startsWithIgnoreCase(content_type, "application/json-seq");
+}
+
+// Headers airbag owns on the way back; an upstream's copies are dropped.
+bool isOwnResponseHeader(std::string_view name) {
+  return http::startsWithIgnoreCase(name, "x-airbag-") || http::iequals(name, kRequestIdHeader);
+}
+
+void appendHex(std::string& out, uint64_t v) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  char buf[16];
+  for (int i = 15; i >= 0; --i) {
+    buf[i] = kHex[v & 0xf];
+    v >>= 4;
+  }
+  out.append(buf, 16);
+}
+
+}  // namespace
+
+Exchange::Exchange(WorkerContext& ctx, Downstream& down) : ctx_(ctx), down_(down) {
+  event_assign(&timer_, ctx_.base, -1, 0, &Exchange::timerCb, this);
+}
+
+Exchange::~Exchange() {
+  event_del(&timer_);
+  if (call_) call_->cancel();
+}
+
+void Exchange::start(const RequestView& request) {
+  req_ = request;
+  stage_ = Stage::kRouting;
+  snapshot_ = ctx_.snapshot;
+  route_ = nullptr;
+  upstream_config_ = nullptr;
+  upstream_ = nullptr;
+  call_ = nullptr;
+  attempts_ = 0;
+  upstream_time_ = absl::ZeroDuration();
+  status_ = 0;
+  got_head_ = streaming_ = committed_ = paused_ = sse_ = false;
+  bytes_sent_ = 0;
+  start_ = ctx_.now();
+  close_ = !down_.keepAlive();
+  client_budget_ = false;
+  if (ctx_.metrics) ctx_.metrics->addInFlight(1);
+
+  request_id_.clear();
+  request_id_generated_ = false;
+  if (auto id = req_.headers->get(kRequestIdHeader); id && !id->empty() && id->size() <= 200) {
+    request_id_.assign(*id);
+  } else {
+    appendHex(request_id_, ctx_.rng());
+    appendHex(request_id_, ctx_.rng());
+    request_id_generated_ = true;
+  }
+  route();
+}
+
+void Exchange::route() {
+  const Snapshot& snap = *snapshot_;
+  int idx = snap.routes.match(req_.method, req_.path, *req_.headers);
+  if (idx < 0) {
+    replyLocal(404, "no_route", "no route matches this request");
+    return;
+  }
+  route_ = &snap.config->routes[static_cast<size_t>(idx)];
+  int up = snap.route_upstream[static_cast<size_t>(idx)];
+  upstream_config_ = snap.upstreams[static_cast<size_t>(up)].config;
+  upstream_ = ctx_.upstreams[static_cast<size_t>(up)].get();
+
+  std::optional<absl::Duration> budget;
+  if (auto b = req_.headers->get(kBudgetHeader)) {
+    budget = policy::parseClientBudgetMs(*b);
+    client_budget_ = budget.has_value();
+  }
+  deadline_ = policy::requestDeadline(start_, route_->timeout, budget);
+
+  // The stages of DESIGN.md §1 in order. Each either passes the request on
+  // or answers it; the resilience and degradation features fill them in.
+  stage_ = Stage::kShedding;
+  stage_ = Stage::kFault;
+  stage_ = Stage::kCacheLookup;
+  stage_ = Stage::kCircuitBreaker;
+  stage_ = Stage::kBulkhead;
+  startAttempt();
+}
+
+void Exchange::startAttempt() {
+  stage_ = Stage::kAttempt;
+  absl::Time now = ctx_.now();
+  if (now >= deadline_) {
+    failBeforeAnswer(AttemptOutcome::kTimeout);
+    return;
+  }
+  policy::TryDeadlines d = policy::tryDeadlines(now, deadline_, route_->timeout);
+  try_start_ = now;
+  try_end_ = d.end;
+  first_byte_by_ = d.first_byte;
+  got_head_ = streaming_ = committed_ = paused_ = sse_ = false;
+  body_.clear();
+  ++attempts_;
+  buildUpstreamHead(now);
+  UpstreamRequest r;
+  r.head = upstream_head_;
+  r.body = req_.body;
+  r.head_only_response = req_.method == "HEAD";
+  armTimer(first_byte_by_);
+  call_ = upstream_->start(r, this);
+}
+
+void Exchange::buildUpstreamHead(absl::Time now) {
+  std::string& h = upstream_head_;
+  h.clear();
+  http::append(h, req_.method, " ", upstream_config_->base_path, req_.url, " HTTP/1.1\r\n");
+  const http::HeaderList& in = *req_.headers;
+  // Names listed in Connection are hop-by-hop too (RFC 9110 §7.6.1).
+  std::optional<std::string_view> connection = in.get("connection");
+  bool has_host = false;
+  for (size_t i = 0; i < in.size(); ++i) {
+    std::string_view name = in.name(i);
+    if (http::isHopByHop(name) || http::iequals(name, "content-length") ||
+        http::iequals(name, "expect") || http::iequals(name, kBudgetHeader))
+      continue;
+    if (connection && http::headerHasToken(*connection, name)) continue;
+    if (http::iequals(name, "host")) has_host = true;
+    http::append(h, name, ": ", in.value(i), "\r\n");
+  }
+  if (!has_host) http::append(h, "host: ", upstream_config_->host_header, "\r\n");
+  if (request_id_generated_) http::append(h, "x-request-id: ", request_id_, "\r\n");
+  if (client_budget_) {
+    int64_t left = std::max<int64_t>(0, absl::ToInt64Milliseconds(deadline_ - now));
+    http::append(h, "x-airbag-timeout-ms: ", left, "\r\n");
+  }
+  if (!req_.body.empty() || req_.method == "POST" || req_.method == "PUT" ||
+      req_.method == "PATCH")
+    http::append(h, "content-length: ", req_.body.size(), "\r\n");
+  h += "\r\n";
+}
+
+void Exchange::onUpstreamHeaders(const UpstreamResponseHead& head) {
+  got_head_ = true;
+  status_ = head.status;
+  bool no_body = req_.method == "HEAD" || head.status == 204 || head.status == 304;
+  std::string_view content_type;
+  for (size_t i = 0; i < head.headerCount(); ++i)
+    if (http::iequals(head.headerName(i), "content-type")) content_type = head.headerValue(i);
+  sse_ = http::startsWithIgnoreCase(content_type, "text/event-stream");
+  streaming_ = !no_body && (isStreamingType(content_type) || !head.has_content_length ||
+                            head.content_length > kMaxBufferedBody);
+  chunked_to_client_ = streaming_ && !head.has_content_length && req_.version_minor >= 1;
+  if (streaming_ && !head.has_content_length && !chunked_to_client_) close_ = true;
+  buildClientHead(head);
+  if (!streaming_) {
+    if (head.has_content_length) body_.reserve(head.content_length);
+    armTimer(try_end_);
+  }
+}
+
+void Exchange::buildClientHead(const UpstreamResponseHead& head) {
+  std::string& h = client_head_;
+  h.clear();
+  http::append(h, "HTTP/1.1 ", head.status, " ", http::reasonPhrase(head.status), "\r\n");
+  bool no_body = req_.method == "HEAD" || head.status == 204 || head.status == 304;
+  for (size_t i = 0; i < head.headerCount(); ++i) {
+    std::string_view name = head.headerName(i);
+    if (http::isHopByHop(name) || isOwnResponseHeader(name)) continue;
+    // Framing is ours to set, except that a body-less answer keeps the
+    // length it describes.
+    if (http::iequals(name, "content-length") && !no_body) continue;
+    http::append(h, name, ": ", head.headerValue(i), "\r\n");
+  }
+  http::append(h, "x-airbag-source: upstream\r\nx-airbag-attempts: ", attempts_,
+                  "\r\nx-request-id: ", request_id_, "\r\n");
+  if (!no_body) {
+    if (head.has_content_length)
+      http::append(h, "content-length: ", head.content_length, "\r\n");
+    else if (chunked_to_client_)
+      h += "transfer-encoding: chunked\r\n";
+  }
+  if (close_)
+    h += "connection: close\r\n";
+  else if (req_.version_minor == 0)
+    h += "connection: keep-alive\r\n";
+  h += "\r\n";
+}
+
+void Exchange::onUpstreamData(std::string_view data) {
+  if (!streaming_) {
+    body_.append(data);
+    return;
+  }
+  if (!committed_) commitStream();
+  writeStreamData(data);
+  armTimer(ctx_.now() + route_->timeout.idle);
+  if (!paused_ && call_ && down_.pendingBytes() > kPauseUpstreamAt) {
+    paused_ = true;
+    call_->pauseReading();
+  }
+}
+
+void Exchange::commitStream() {
+  committed_ = true;
+  stage_ = Stage::kStreaming;
+  down_.write(client_head_);
+}
+
+void Exchange::writeStreamData(std::string_view data) {
+  if (data.empty()) return;
+  bytes_sent_ += static_cast<int64_t>(data.size());
+  if (!chunked_to_client_) {
+    down_.write(data);
+    return;
+  }
+  scratch_.clear();
+  http::appendHexNumber(scratch_, data.size());
+  scratch_ += "\r\n";
+  down_.write(scratch_, data, "\r\n");
+}
+
+void Exchange::onDownstreamWritable() {
+  if (paused_ && call_) {
+    paused_ = false;
+    call_->resumeReading();
+  }
+}
+
+void Exchange::onUpstreamComplete() {
+  call_ = nullptr;
+  upstream_time_ += ctx_.now() - try_start_;
+  recordAttempt(status_ >= 500 ? AttemptOutcome::kError5xx : AttemptOutcome::kOk);
+  if (!streaming_) {
+    bytes_sent_ = static_cast<int64_t>(body_.size());
+    down_.write(client_head_, body_);
+  } else {
+    if (!committed_) commitStream();
+    if (chunked_to_client_) down_.write("0\r\n\r\n");
+  }
+  finish(status_, AnswerSource::kUpstream, /*aborted=*/false);
+}
+
+void Exchange::onUpstreamFailure(AttemptOutcome outcome, std::string_view detail) {
+  call_ = nullptr;
+  upstream_time_ += ctx_.now() - try_start_;
+  recordAttempt(outcome);
+  if (committed_) {
+    abortStream(outcome == AttemptOutcome::kTimeout ? "timeout" : "upstream_reset");
+    return;
+  }
+  failBeforeAnswer(outcome);
+}
+
+void Exchange::failBeforeAnswer(AttemptOutcome outcome) {
+  // Retries and the fallback chain plug in here; without them the client
+  // gets the local error reply for what went wrong.
+  if (outcome == AttemptOutcome::kTimeout) {
+    replyLocal(504, "timeout", "the upstream did not answer in time");
+  } else {
+    replyLocal(503, "upstream_unavailable",
+               outcome == AttemptOutcome::kConnect ? "could not connect to the upstream"
+                                                   : "the upstream closed the connection");
+  }
+}
+
+void Exchange::abortStream(std::string_view code) {
+  if (sse_) {
+    // Tell an event-stream reader in its own terms before the cut.
+    std::string ev;
+    http::append(ev, "event: error\ndata: {\"error\":{\"code\":\"", code,
+                    "\",\"message\":\"the upstream failed mid-stream\"}}\n\n");
+    writeStreamData(ev);
+  }
+  close_ = true;
+  finish(status_, AnswerSource::kUpstream, /*aborted=*/true);
+}
+
+void Exchange::replyLocal(int status, std::string_view code, std::string_view message) {
+  LocalReply r;
+  r.status = status;
+  r.code = code;
+  r.message = message;
+  r.route = route_ ? std::string_view(route_->name) : std::string_view();
+  r.request_id = request_id_;
+  r.attempts = attempts_;
+  r.close = close_;
+  r.http10_keep_alive = req_.version_minor == 0;
+  scratch_.clear();
+  appendLocalReply(scratch_, r);
+  bytes_sent_ = static_cast<int64_t>(scratch_.size());
+  down_.write(scratch_);
+  finish(status, AnswerSource::kNone, /*aborted=*/false);
+}
+
+void Exchange::recordAttempt(AttemptOutcome outcome) {
+  if (ctx_.metrics) ctx_.metrics->recordAttempt(route_->name, upstream_config_->name, outcome);
+}
+
+void Exchange::record(int status, AnswerSource source) {
+  absl::Time now = ctx_.now();
+  std::string_view route_name = route_ ? std::string_view(route_->name) : std::string_view();
+  std::string_view source_label = answerSourceLabel(source);
+  if (ctx_.metrics) {
+    ctx_.metrics->recordRequest(route_name, source_label, status, now - start_);
+    ctx_.metrics->addInFlight(-1);
+  }
+  if (ctx_.access_log) {
+    log::AccessLogEntry e;
+    e.time = start_;
+    e.request_id = request_id_;
+    e.route = route_name;
+    e.method = req_.method;
+    e.path = req_.path;
+    e.status = status;
+    e.source = source_label;
+    e.attempts = attempts_;
+    e.upstream_time = upstream_time_;
+    e.total_time = now - start_;
+    e.bytes_sent = bytes_sent_;
+    ctx_.access_log->append(e);
+  }
+}
+
+void Exchange::finish(int status, AnswerSource source, bool aborted) {
+  event_del(&timer_);
+  stage_ = Stage::kDone;
+  record(status, source);
+  if (aborted)
+    down_.responseAborted();
+  else
+    down_.responseDone(close_);
+}
+
+void Exchange::cancel() {
+  if (!busy()) return;
+  event_del(&timer_);
+  if (call_) {
+    call_->cancel();
+    call_ = nullptr;
+  }
+  stage_ = Stage::kDone;
+  // 499: the client closed the connection before the answer was complete.
+  record(499, AnswerSource::kNone);
+}
+
+void Exchange::armTimer(absl::Time at) {
+  absl::Duration d = std::max(at - ctx_.now(), absl::ZeroDuration());
+  timeval tv = absl::ToTimeval(d);
+  evtimer_add(&timer_, &tv);
+}
+
+void Exchange::timerCb(int, short, void* arg) { static_cast<Exchange*>(arg)->onTimer(); }
+
+void Exchange::onTimer() {
+  if (stage_ != Stage::kAttempt && stage_ != Stage::kStreaming) return;
+  if (call_) {
+    call_->cancel();
+    call_ = nullptr;
+  }
+  upstream_time_ += ctx_.now() - try_start_;
+  recordAttempt(AttemptOutcome::kTimeout);
+  if (committed_) {
+    abortStream("timeout");
+    return;
+  }
+  failBeforeAnswer(AttemptOutcome::kTimeout);
+}
+
+}  // namespace airbag::pipeline

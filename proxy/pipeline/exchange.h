@@ -1,0 +1,129 @@
+// One request's journey through the pipeline of DESIGN.md §1, as an explicit
+// state machine. An Exchange lives inside its client connection and is reused
+// for every request on it, so its buffers keep their capacity and steady
+// traffic allocates nothing. Stages that later features fill (shedding,
+// fault injection, cache, breaker, bulkhead, fallback) are explicit steps
+// here already, passing the request on.
+#pragma once
+
+#include <event2/event_struct.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/time/time.h"
+#include "airbag/outcome.h"
+#include "airbag/upstream_client.h"
+#include "proxy/http/headers.h"
+#include "proxy/pipeline/downstream.h"
+#include "proxy/pipeline/worker_context.h"
+
+namespace airbag::pipeline {
+
+// A parsed request, owned by the connection until Downstream::responseDone.
+struct RequestView {
+  std::string_view method;
+  std::string_view url;   // request target as received (path + query)
+  std::string_view path;  // url without the query
+  const http::HeaderList* headers = nullptr;
+  std::string_view body;
+  int version_minor = 1;  // HTTP/1.x
+};
+
+class Exchange final : public UpstreamResponseHandler {
+ public:
+  enum class Stage {
+    kIdle,
+    kRouting,
+    kShedding,
+    kFault,
+    kCacheLookup,
+    kCircuitBreaker,
+    kBulkhead,
+    kAttempt,    // an upstream try is in flight; nothing sent to the client yet
+    kStreaming,  // a streamed answer is being relayed; no way back
+    kDone,
+  };
+
+  Exchange(WorkerContext& ctx, Downstream& down);
+  ~Exchange() override;
+  Exchange(const Exchange&) = delete;
+  Exchange& operator=(const Exchange&) = delete;
+
+  // Takes a complete request. May answer before returning (local replies).
+  void start(const RequestView& request);
+  // The client went away: abandon the upstream try; no more writes.
+  void cancel();
+  // The client's queued output fell below the low mark: resume relaying.
+  void onDownstreamWritable();
+  bool busy() const { return stage_ != Stage::kIdle && stage_ != Stage::kDone; }
+  Stage stage() const { return stage_; }
+
+  // UpstreamResponseHandler
+  void onUpstreamHeaders(const UpstreamResponseHead& head) override;
+  void onUpstreamData(std::string_view data) override;
+  void onUpstreamComplete() override;
+  void onUpstreamFailure(AttemptOutcome outcome, std::string_view detail) override;
+
+ private:
+  void route();
+  void startAttempt();
+  void buildUpstreamHead(absl::Time now);
+  void buildClientHead(const UpstreamResponseHead& head);
+  void writeStreamData(std::string_view data);
+  void commitStream();
+  void failBeforeAnswer(AttemptOutcome outcome);
+  void abortStream(std::string_view code);
+  void replyLocal(int status, std::string_view code, std::string_view message);
+  void finish(int status, AnswerSource source, bool aborted);
+  // Counts the request in the metrics and writes its access-log line.
+  void record(int status, AnswerSource source);
+  void recordAttempt(AttemptOutcome outcome);
+  void armTimer(absl::Time at);
+  static void timerCb(int, short, void* arg);
+  void onTimer();
+
+  WorkerContext& ctx_;
+  Downstream& down_;
+  event timer_;
+  Stage stage_ = Stage::kIdle;
+
+  // The request.
+  RequestView req_;
+  std::shared_ptr<const Snapshot> snapshot_;  // the config this request started with
+  const RouteConfig* route_ = nullptr;
+  const UpstreamConfig* upstream_config_ = nullptr;
+  UpstreamClient* upstream_ = nullptr;
+  std::string request_id_;
+  bool request_id_generated_ = false;
+  bool client_budget_ = false;
+  bool close_ = false;
+  absl::Time start_;
+  absl::Time deadline_;
+
+  // The current try.
+  UpstreamCall* call_ = nullptr;
+  int attempts_ = 0;
+  absl::Time try_start_;
+  absl::Time try_end_;
+  absl::Time first_byte_by_;
+  absl::Duration upstream_time_;
+  std::string upstream_head_;
+
+  // The answer.
+  int status_ = 0;
+  bool got_head_ = false;
+  bool streaming_ = false;
+  bool committed_ = false;
+  bool chunked_to_client_ = false;
+  bool sse_ = false;
+  bool paused_ = false;
+  int64_t bytes_sent_ = 0;
+  std::string client_head_;
+  std::string body_;
+  std::string scratch_;
+};
+
+}  // namespace airbag::pipeline

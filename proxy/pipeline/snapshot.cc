@@ -1,0 +1,104 @@
+// Building the runtime snapshot and matching routes; see snapshot.h.
+#include "proxy/pipeline/snapshot.h"
+
+#include <netdb.h>
+#include <re2/re2.h>
+
+#include <cstring>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace airbag::pipeline {
+
+RouteTable::RouteTable(RouteTable&&) noexcept = default;
+RouteTable& RouteTable::operator=(RouteTable&&) noexcept = default;
+RouteTable::~RouteTable() = default;
+
+absl::StatusOr<RouteTable> RouteTable::build(const Config& config) {
+  RouteTable table;
+  for (const RouteConfig& r : config.routes) {
+    Entry e;
+    e.route = &r;
+    if (!r.match.path_regex.empty()) {
+      RE2::Options opts;
+      opts.set_log_errors(false);
+      e.regex = std::make_unique<re2::RE2>(r.match.path_regex, opts);
+      if (!e.regex->ok())
+        return absl::InvalidArgumentError(
+            absl::StrCat("route ", r.name, ": bad path_regex: ", e.regex->error()));
+    }
+    table.entries_.push_back(std::move(e));
+  }
+  return table;
+}
+
+int RouteTable::match(std::string_view method, std::string_view path,
+                      const http::HeaderList& headers) const {
+  for (size_t i = 0; i < entries_.size(); ++i) {
+    const Entry& e = entries_[i];
+    const MatchConfig& m = e.route->match;
+    if (!m.path.empty() && path != m.path) continue;
+    if (!m.path_prefix.empty() && path.substr(0, m.path_prefix.size()) != m.path_prefix) continue;
+    if (e.regex && !RE2::FullMatch(re2::StringPiece(path.data(), path.size()), *e.regex)) continue;
+    if (!m.methods.empty()) {
+      bool any = false;
+      for (const std::string& mm : m.methods)
+        if (mm == method) {
+          any = true;
+          break;
+        }
+      if (!any) continue;
+    }
+    bool headers_ok = true;
+    for (const HeaderMatch& h : m.headers) {
+      auto v = headers.get(h.name);
+      if (!v || *v != h.value) {
+        headers_ok = false;
+        break;
+      }
+    }
+    if (!headers_ok) continue;
+    return static_cast<int>(i);
+  }
+  return -1;
+}
+
+absl::StatusOr<std::shared_ptr<const Snapshot>> Snapshot::build(
+    std::shared_ptr<const Config> config) {
+  auto snap = std::make_shared<Snapshot>();
+  snap->config = config;
+  auto routes = RouteTable::build(*config);
+  if (!routes.ok()) return routes.status();
+  snap->routes = std::move(routes).value();
+  for (const UpstreamConfig& u : config->upstreams) {
+    ResolvedUpstream r;
+    r.config = &u;
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    addrinfo* res = nullptr;
+    std::string port = std::to_string(u.port);
+    int rc = getaddrinfo(u.host.c_str(), port.c_str(), &hints, &res);
+    if (rc != 0 || !res)
+      return absl::UnavailableError(absl::StrCat("upstream ", u.name, ": cannot resolve '", u.host,
+                                                 "': ", gai_strerror(rc)));
+    std::memcpy(&r.address, res->ai_addr, res->ai_addrlen);
+    r.address_len = res->ai_addrlen;
+    freeaddrinfo(res);
+    snap->upstreams.push_back(r);
+  }
+  for (const RouteConfig& rc : config->routes) {
+    int idx = -1;
+    for (size_t i = 0; i < config->upstreams.size(); ++i)
+      if (config->upstreams[i].name == rc.upstream) idx = static_cast<int>(i);
+    if (idx < 0)
+      return absl::InvalidArgumentError(
+          absl::StrCat("route ", rc.name, ": unknown upstream ", rc.upstream));
+    snap->route_upstream.push_back(idx);
+  }
+  return std::shared_ptr<const Snapshot>(std::move(snap));
+}
+
+}  // namespace airbag::pipeline

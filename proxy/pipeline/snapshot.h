@@ -1,0 +1,61 @@
+// The runtime form of one configuration: the Config plus what is derived from
+// it once at load (compiled route regexes, resolved upstream addresses), so
+// no request repeats that work. Immutable and shared by all workers.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "airbag/config.h"
+#include "proxy/http/headers.h"
+
+namespace re2 {
+class RE2;
+}
+
+namespace airbag::pipeline {
+
+struct ResolvedUpstream {
+  const UpstreamConfig* config = nullptr;
+  sockaddr_storage address{};
+  socklen_t address_len = 0;
+};
+
+class RouteTable {
+ public:
+  RouteTable() = default;
+  RouteTable(RouteTable&&) noexcept;
+  RouteTable& operator=(RouteTable&&) noexcept;
+  ~RouteTable();
+
+  // Compiles every route of `config` (regexes were validated at load).
+  static absl::StatusOr<RouteTable> build(const Config& config);
+
+  // Returns the index of the first route matching the request, or -1.
+  // `path` is the URL path without the query.
+  int match(std::string_view method, std::string_view path, const http::HeaderList& headers) const;
+
+ private:
+  struct Entry {
+    const RouteConfig* route = nullptr;
+    std::unique_ptr<re2::RE2> regex;
+  };
+  std::vector<Entry> entries_;
+};
+
+struct Snapshot {
+  std::shared_ptr<const Config> config;
+  RouteTable routes;
+  std::vector<ResolvedUpstream> upstreams;  // same order as config->upstreams
+  std::vector<int> route_upstream;          // route index -> upstream index
+
+  // Builds the runtime form. Resolves upstream host names (blocking: call
+  // this on the main thread, never on a worker loop).
+  static absl::StatusOr<std::shared_ptr<const Snapshot>> build(std::shared_ptr<const Config> config);
+};
+
+}  // namespace airbag::pipeline

@@ -1,0 +1,46 @@
+// Everything one worker's requests share: its loop, the current snapshot, its
+// upstream clients, its metrics shard and access-log writer, its random
+// generator. Owned by the worker; touched only from its thread.
+#pragma once
+
+#include <event2/event.h>
+
+#include <memory>
+#include <vector>
+
+#include "absl/random/random.h"
+#include "absl/time/time.h"
+#include "airbag/upstream_client.h"
+#include "proxy/pipeline/snapshot.h"
+
+namespace spdlog {
+class logger;
+}
+namespace airbag::metrics {
+class WorkerMetrics;
+}
+namespace airbag::log {
+class AccessLogWriter;
+}
+
+namespace airbag::pipeline {
+
+struct WorkerContext {
+  event_base* base = nullptr;
+  std::shared_ptr<const Snapshot> snapshot;
+  std::vector<std::unique_ptr<UpstreamClient>> upstreams;  // by snapshot upstream index
+  metrics::WorkerMetrics* metrics = nullptr;
+  log::AccessLogWriter* access_log = nullptr;
+  std::shared_ptr<spdlog::logger> logger;
+  absl::InsecureBitGen rng;
+  bool draining = false;
+
+  // The loop's cached time: read once per loop pass, not per call.
+  absl::Time now() const {
+    timeval tv;
+    event_base_gettimeofday_cached(base, &tv);
+    return absl::TimeFromTimeval(tv);
+  }
+};
+
+}  // namespace airbag::pipeline

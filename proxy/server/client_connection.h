@@ -1,0 +1,79 @@
+// One client (downstream) connection on a worker: reads and parses requests
+// with llhttp, enforces listen.limits, hands each complete request to its
+// Exchange, and writes answers write-first. Pipelined requests are answered
+// one at a time, in order.
+#pragma once
+
+#include <event2/event_struct.h>
+#include <event2/util.h>
+
+#include <list>
+#include <memory>
+#include <string>
+
+#include "proxy/http/message_parser.h"
+#include "proxy/pipeline/downstream.h"
+#include "proxy/pipeline/exchange.h"
+
+struct bufferevent;
+
+namespace airbag::server {
+
+class Worker;
+
+class ClientConnection final : public http::MessageParser::Listener, public pipeline::Downstream {
+ public:
+  // Takes ownership of `fd`. Worker thread only.
+  ClientConnection(Worker& worker, evutil_socket_t fd);
+  ~ClientConnection() override;
+  ClientConnection(const ClientConnection&) = delete;
+  ClientConnection& operator=(const ClientConnection&) = delete;
+
+  // The server is draining: close now if between requests, otherwise after
+  // the answer in progress.
+  void drain();
+
+  // Position in the worker's list, for O(1) removal.
+  std::list<std::unique_ptr<ClientConnection>>::iterator self_;
+
+  // pipeline::Downstream
+  void write(std::string_view a, std::string_view b, std::string_view c) override;
+  size_t pendingBytes() const override;
+  bool keepAlive() const override;
+  void responseDone(bool close) override;
+  void responseAborted() override;
+
+  // http::MessageParser::Listener
+  int onHeadersComplete() override;
+  int onBody(std::string_view data) override;
+  int onMessageComplete() override { return 0; }
+
+ private:
+  enum class State { kReading, kProcessing, kClosing, kClosed };
+
+  static void readCb(bufferevent*, void* arg);
+  static void writeCb(bufferevent*, void* arg);
+  static void eventCb(bufferevent*, short events, void* arg);
+  static void timerCb(int, short, void* arg);
+
+  void processInput();
+  void startRequest();
+  void refuse(int status, std::string_view code, std::string_view message);
+  void closeWhenFlushed();
+  void closeNow();
+  void armTimer(absl::Duration d);
+  void onTimer();
+
+  Worker& worker_;
+  bufferevent* bev_ = nullptr;
+  http::MessageParser parser_;
+  std::string body_;
+  pipeline::Exchange exchange_;
+  event timer_;
+  State state_ = State::kReading;
+  bool in_process_input_ = false;
+  bool header_timer_armed_ = false;
+  int refuse_status_ = 0;  // set by a parser callback that refuses the request
+};
+
+}  // namespace airbag::server

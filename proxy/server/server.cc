@@ -1,0 +1,224 @@
+// Process lifecycle: listeners, workers, admin port and signals; see server.h.
+#include "proxy/server/server.h"
+
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "proxy/admin/admin_server.h"
+#include "proxy/config/config_json.h"
+#include "proxy/log/access_log.h"
+#include "proxy/log/logging.h"
+#include "proxy/metrics/metrics.h"
+#include "proxy/pipeline/snapshot.h"
+#include "proxy/server/worker.h"
+#include "spdlog/spdlog.h"
+
+namespace airbag::server {
+namespace {
+
+// A listening socket with SO_REUSEPORT, so every worker gets its own accept
+// queue on the same port and the kernel spreads connections between them.
+absl::StatusOr<int> bindListener(const HostPort& at, uint16_t port) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* res = nullptr;
+  std::string port_s = std::to_string(port);
+  int rc = getaddrinfo(at.host.empty() ? nullptr : at.host.c_str(), port_s.c_str(), &hints, &res);
+  if (rc != 0) return absl::InvalidArgumentError(absl::StrCat("cannot resolve listen address '", at.host, "': ", gai_strerror(rc)));
+  int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    freeaddrinfo(res);
+    return absl::InternalError(absl::StrCat("socket: ", std::strerror(errno)));
+  }
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+  if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
+    int err = errno;
+    freeaddrinfo(res);
+    close(fd);
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", at.host, ":", port, ": ", std::strerror(err)));
+  }
+  freeaddrinfo(res);
+  return fd;
+}
+
+uint16_t boundPort(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+  if (ss.ss_family == AF_INET6) return ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+  return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+}
+
+// The main thread's loop: signals, drain timing, and the workers' exits.
+class Process {
+ public:
+  Process(std::shared_ptr<const Config> config, const ServerOptions& options)
+      : config_(std::move(config)), options_(options), base_(event_base_new(), &event_base_free) {}
+
+  absl::StatusOr<int> run();
+
+ private:
+  static void signalCb(evutil_socket_t sig, short, void* arg);
+  static void graceCb(evutil_socket_t, short, void* arg);
+  static void workerExitCb(evutil_socket_t, short, void* arg);
+  void beginDrain(bool exit_after);
+
+  std::shared_ptr<const Config> config_;
+  ServerOptions options_;
+  std::unique_ptr<event_base, void (*)(event_base*)> base_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::atomic<bool> draining_{false};
+  std::atomic<bool> listeners_up_{false};
+  bool exiting_ = false;
+  event* grace_ = nullptr;
+  event* worker_exit_ = nullptr;
+};
+
+absl::StatusOr<int> Process::run() {
+  const Config& config = *config_;
+  log_ = log::makeLogger("main", config.log);
+  auto sink = log::AccessLogSink::open(config.log);
+  if (!sink.ok()) return sink.status();
+  auto snapshot = pipeline::Snapshot::build(config_);
+  if (!snapshot.ok()) return snapshot.status();
+
+  int workers = config.listen.workers > 0 ? config.listen.workers
+                                          : static_cast<int>(std::thread::hardware_concurrency());
+  if (workers <= 0) workers = 1;
+
+  // Bind every worker's socket up front so a bad address fails the start,
+  // and so port 0 resolves once for all of them.
+  std::vector<int> fds;
+  uint16_t port = config.listen.bind.port;
+  for (int i = 0; i < workers; ++i) {
+    auto fd = bindListener(config.listen.bind, port);
+    if (!fd.ok()) {
+      for (int f : fds) close(f);
+      return fd.status();
+    }
+    if (i == 0) port = boundPort(*fd);
+    fds.push_back(*fd);
+  }
+
+  metrics::Registry registry;
+  worker_exit_ = event_new(base_.get(), -1, EV_PERSIST, &Process::workerExitCb, this);
+  auto worker_log = log::makeLogger("worker", config.log);
+  for (int i = 0; i < workers; ++i) {
+    workers_.push_back(std::make_unique<Worker>(i, fds[static_cast<size_t>(i)], *snapshot,
+                                                registry.addShard(), sink->get(), worker_log,
+                                                [this] { event_active(worker_exit_, 0, 0); }));
+  }
+
+  admin::AdminHooks hooks;
+  hooks.config = [this] { return config_; };
+  hooks.config_json = [](const Config& c) { return config::toJson(c); };
+  hooks.listeners_up = [this] { return listeners_up_.load(); };
+  hooks.draining = [this] { return draining_.load(); };
+  hooks.drain = [this] {
+    // Called on the admin thread: stop accepting and finish in flight, but
+    // keep the process up (an orchestrator sends SIGTERM when it wants us gone).
+    draining_.store(true);
+    for (auto& w : workers_) w->requestDrain(/*exit_when_done=*/false);
+  };
+  auto admin = admin::AdminServer::start(config.admin, hooks, registry,
+                                         log::makeLogger("admin", config.log));
+  if (!admin.ok()) {
+    workers_.clear();
+    return admin.status();
+  }
+
+  for (auto& w : workers_) w->start();
+  listeners_up_.store(true);
+  log_->info("airbag listening on {}:{} with {} worker(s); admin on {}:{}", config.listen.bind.host,
+             port, workers, config.admin.bind.host, (*admin)->port());
+
+  event* sigterm = evsignal_new(base_.get(), SIGTERM, &Process::signalCb, this);
+  event* sigint = evsignal_new(base_.get(), SIGINT, &Process::signalCb, this);
+  event* sighup = evsignal_new(base_.get(), SIGHUP, &Process::signalCb, this);
+  event_add(sigterm, nullptr);
+  event_add(sigint, nullptr);
+  event_add(sighup, nullptr);
+  event_add(worker_exit_, nullptr);
+
+  event_base_dispatch(base_.get());
+
+  for (auto& w : workers_) w->requestStop();
+  for (auto& w : workers_) w->join();
+  (*admin)->stop();
+  workers_.clear();
+  event_free(sigterm);
+  event_free(sigint);
+  event_free(sighup);
+  if (grace_) event_free(grace_);
+  event_free(worker_exit_);
+  log_->info("airbag stopped");
+  return 0;
+}
+
+void Process::signalCb(evutil_socket_t sig, short, void* arg) {
+  auto* self = static_cast<Process*>(arg);
+  if (sig == SIGHUP) {
+    self->log_->warn("SIGHUP: configuration reload is not available in this version; "
+                     "restart to apply a new configuration");
+    return;
+  }
+  if (self->exiting_) {
+    self->log_->warn("second stop signal: exiting without waiting for in-flight requests");
+    event_base_loopbreak(self->base_.get());
+    return;
+  }
+  self->log_->info("{}: draining (grace {})", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+                   absl::FormatDuration(self->options_.drain_grace));
+  self->beginDrain(/*exit_after=*/true);
+}
+
+void Process::beginDrain(bool exit_after) {
+  exiting_ = exit_after;
+  draining_.store(true);
+  for (auto& w : workers_) w->requestDrain(exit_after);
+  grace_ = evtimer_new(base_.get(), &Process::graceCb, this);
+  timeval tv = absl::ToTimeval(options_.drain_grace);
+  evtimer_add(grace_, &tv);
+}
+
+void Process::graceCb(evutil_socket_t, short, void* arg) {
+  auto* self = static_cast<Process*>(arg);
+  self->log_->warn("drain grace period over: closing remaining connections");
+  event_base_loopbreak(self->base_.get());
+}
+
+void Process::workerExitCb(evutil_socket_t, short, void* arg) {
+  auto* self = static_cast<Process*>(arg);
+  for (auto& w : self->workers_)
+    if (!w->finished()) return;
+  event_base_loopbreak(self->base_.get());
+}
+
+}  // namespace
+
+absl::StatusOr<int> runServer(std::shared_ptr<const Config> config, const ServerOptions& options) {
+  static const bool threads_ready = evthread_use_pthreads() == 0;
+  if (!threads_ready) return absl::InternalError("libevent thread support is unavailable");
+  signal(SIGPIPE, SIG_IGN);
+  Process p(std::move(config), options);
+  return p.run();
+}
+
+}  // namespace airbag::server

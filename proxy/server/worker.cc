@@ -1,0 +1,153 @@
+// Worker threads; see worker.h.
+#include "proxy/server/worker.h"
+
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include "proxy/metrics/metrics.h"
+#include "proxy/server/client_connection.h"
+#include "proxy/upstream/http_pool.h"
+#include "spdlog/spdlog.h"
+
+namespace airbag::server {
+namespace {
+
+constexpr timeval kFlushEvery = {0, 100 * 1000};
+
+event_base* newBase() {
+  event_config* cfg = event_config_new();
+  // One thread owns the base; other threads only wake it with event_active,
+  // which stays safe because the process enables libevent's thread support.
+  event_base* base = event_base_new_with_config(cfg);
+  event_config_free(cfg);
+  return base;
+}
+
+}  // namespace
+
+Worker::Worker(int index, evutil_socket_t listen_fd,
+               std::shared_ptr<const pipeline::Snapshot> snapshot, metrics::WorkerMetrics* metrics,
+               log::AccessLogSink* sink, std::shared_ptr<spdlog::logger> logger,
+               std::function<void()> on_exit)
+    : index_(index),
+      base_(newBase(), &event_base_free),
+      listen_fd_(listen_fd),
+      access_log_(sink, snapshot->config->log.format),
+      on_exit_(std::move(on_exit)) {
+  ctx_.base = base_.get();
+  ctx_.snapshot = std::move(snapshot);
+  ctx_.metrics = metrics;
+  ctx_.access_log = sink && sink->enabled() ? &access_log_ : nullptr;
+  ctx_.logger = std::move(logger);
+  const Config& config = *ctx_.snapshot->config;
+  size_t workers = static_cast<size_t>(std::max(1, config.listen.workers));
+  for (const pipeline::ResolvedUpstream& u : ctx_.snapshot->upstreams) {
+    upstream::HttpPoolOptions o;
+    o.name = u.config->name;
+    o.address = u.address;
+    o.address_len = u.address_len;
+    o.connect_timeout = u.config->connect_timeout;
+    // max_connections is per upstream for the whole process.
+    o.max_connections =
+        std::max<uint32_t>(1, static_cast<uint32_t>((u.config->max_connections + workers - 1) / workers));
+    ctx_.upstreams.push_back(std::make_unique<upstream::HttpPool>(ctx_.base, o, metrics));
+  }
+  event_assign(&reap_, ctx_.base, -1, 0, &Worker::reapCb, this);
+  event_assign(&flush_, ctx_.base, -1, EV_PERSIST, &Worker::flushCb, this);
+  event_assign(&drain_, ctx_.base, -1, 0, &Worker::drainCb, this);
+  event_assign(&stop_, ctx_.base, -1, 0, &Worker::stopCb, this);
+  listener_ = evconnlistener_new(ctx_.base, &Worker::acceptCb, this,
+                                 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, -1, listen_fd_);
+}
+
+Worker::~Worker() {
+  join();
+  event_del(&reap_);
+  event_del(&flush_);
+  event_del(&drain_);
+  event_del(&stop_);
+  conns_.clear();
+  doomed_.clear();
+  if (listener_) evconnlistener_free(listener_);
+  access_log_.flush();
+  ctx_.upstreams.clear();
+}
+
+void Worker::start() {
+  thread_ = std::thread([this] { run(); });
+}
+
+void Worker::run() {
+  evtimer_add(&flush_, &kFlushEvery);
+  event_base_dispatch(ctx_.base);
+  // Shutting down: connections still open after the grace period are cut.
+  conns_.clear();
+  doomed_.clear();
+  access_log_.flush();
+  finished_.store(true);
+  if (on_exit_) on_exit_();
+}
+
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::requestDrain(bool exit_when_done) {
+  if (exit_when_done) exit_when_drained_.store(true);
+  event_active(&drain_, 0, 0);
+}
+
+void Worker::requestStop() { event_active(&stop_, 0, 0); }
+
+void Worker::acceptCb(evconnlistener*, evutil_socket_t fd, sockaddr*, int, void* arg) {
+  auto* self = static_cast<Worker*>(arg);
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  auto conn = std::make_unique<ClientConnection>(*self, fd);
+  ClientConnection* raw = conn.get();
+  self->conns_.push_front(std::move(conn));
+  raw->self_ = self->conns_.begin();
+}
+
+void Worker::closeConnection(ClientConnection* conn) {
+  // Freed from the loop, never inside the connection's own call stack.
+  doomed_.push_back(std::move(*conn->self_));
+  conns_.erase(conn->self_);
+  event_active(&reap_, 0, 0);
+}
+
+void Worker::reapCb(int, short, void* arg) {
+  auto* self = static_cast<Worker*>(arg);
+  self->doomed_.clear();
+  self->maybeExit();
+}
+
+void Worker::flushCb(int, short, void* arg) { static_cast<Worker*>(arg)->access_log_.flush(); }
+
+void Worker::drainCb(int, short, void* arg) { static_cast<Worker*>(arg)->onDrain(); }
+
+void Worker::onDrain() {
+  if (!ctx_.draining) {
+    ctx_.draining = true;
+    if (listener_) evconnlistener_disable(listener_);
+    // Idle keep-alive connections go now; busy ones close after their answer.
+    for (auto it = conns_.begin(); it != conns_.end();) {
+      ClientConnection* c = (it++)->get();
+      c->drain();
+    }
+  }
+  maybeExit();
+}
+
+void Worker::maybeExit() {
+  if (ctx_.draining && exit_when_drained_.load() && conns_.empty())
+    event_base_loopexit(ctx_.base, nullptr);
+}
+
+void Worker::stopCb(int, short, void* arg) {
+  event_base_loopbreak(static_cast<Worker*>(arg)->ctx_.base);
+}
+
+}  // namespace airbag::server

@@ -1,0 +1,81 @@
+// A worker: one thread, one event_base, its own SO_REUSEPORT listener, its
+// client connections and upstream pools. Workers share nothing per request;
+// the main thread talks to them only through thread-safe wake-ups.
+#pragma once
+
+#include <event2/event_struct.h>
+#include <event2/util.h>
+
+#include <atomic>
+#include <list>
+#include <memory>
+#include <thread>
+
+#include "airbag/config.h"
+#include "proxy/log/access_log.h"
+#include "proxy/pipeline/worker_context.h"
+
+struct evconnlistener;
+
+namespace airbag::server {
+
+class ClientConnection;
+
+class Worker {
+ public:
+  // `listen_fd` is a bound, listening, non-blocking socket the worker takes
+  // over. `metrics` and `sink` must outlive the worker.
+  Worker(int index, evutil_socket_t listen_fd, std::shared_ptr<const pipeline::Snapshot> snapshot,
+         metrics::WorkerMetrics* metrics, log::AccessLogSink* sink,
+         std::shared_ptr<spdlog::logger> logger, std::function<void()> on_exit);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Starts the worker's thread.
+  void start();
+  // Thread-safe. Stop accepting, close idle connections, finish the rest;
+  // with `exit_when_done` the loop ends once no connection is left.
+  void requestDrain(bool exit_when_done);
+  // Thread-safe. Ends the loop now (after the grace period).
+  void requestStop();
+  // Joins the thread (after it ended).
+  void join();
+  bool finished() const { return finished_.load(); }
+
+  // Worker thread only.
+  pipeline::WorkerContext& ctx() { return ctx_; }
+  const LimitsConfig& limits() const { return ctx_.snapshot->config->listen.limits; }
+  bool draining() const { return ctx_.draining; }
+  void closeConnection(ClientConnection* conn);
+  size_t connectionCount() const { return conns_.size(); }
+
+ private:
+  static void acceptCb(evconnlistener*, evutil_socket_t fd, sockaddr*, int, void* arg);
+  static void reapCb(int, short, void* arg);
+  static void flushCb(int, short, void* arg);
+  static void drainCb(int, short, void* arg);
+  static void stopCb(int, short, void* arg);
+  void run();
+  void onDrain();
+  void maybeExit();
+
+  int index_;
+  std::unique_ptr<event_base, void (*)(event_base*)> base_;
+  evutil_socket_t listen_fd_;
+  evconnlistener* listener_ = nullptr;
+  pipeline::WorkerContext ctx_;
+  log::AccessLogWriter access_log_;
+  std::function<void()> on_exit_;
+  std::list<std::unique_ptr<ClientConnection>> conns_;
+  std::vector<std::unique_ptr<ClientConnection>> doomed_;
+  event reap_;
+  event flush_;
+  event drain_;
+  event stop_;
+  std::atomic<bool> exit_when_drained_{false};
+  std::atomic<bool> finished_{false};
+  std::thread thread_;
+};
+
+}  // namespace airbag::server
