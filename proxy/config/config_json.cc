@@ -1,0 +1,291 @@
+// Renders a Config snapshot as JSON for the admin API. Field names follow the
+// YAML keys so what GET /config shows can be read against the file.
+#include "proxy/config/config_json.h"
+
+#include "absl/time/time.h"
+
+namespace airbag::config {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+std::string duration(absl::Duration d) {
+  return d == absl::ZeroDuration() ? "0s" : absl::FormatDuration(d);
+}
+
+std::string_view priorityName(Priority p) {
+  switch (p) {
+    case Priority::kCritical:
+      return "critical";
+    case Priority::kNormal:
+      return "normal";
+    case Priority::kOptional:
+      return "optional";
+  }
+  return "normal";
+}
+
+std::string_view jitterName(Jitter j) {
+  switch (j) {
+    case Jitter::kFull:
+      return "full";
+    case Jitter::kEqual:
+      return "equal";
+    case Jitter::kDecorrelated:
+      return "decorrelated";
+    case Jitter::kNone:
+      return "none";
+  }
+  return "full";
+}
+
+std::string_view keyBodyName(CacheKeyBody b) {
+  switch (b) {
+    case CacheKeyBody::kRaw:
+      return "raw";
+    case CacheKeyBody::kJsonCanonical:
+      return "json-canonical";
+    case CacheKeyBody::kNone:
+      return "none";
+  }
+  return "raw";
+}
+
+std::string_view jsonTypeName(JsonType t) {
+  switch (t) {
+    case JsonType::kObject:
+      return "object";
+    case JsonType::kArray:
+      return "array";
+    case JsonType::kString:
+      return "string";
+    case JsonType::kNumber:
+      return "number";
+    case JsonType::kBoolean:
+      return "boolean";
+    case JsonType::kNull:
+      return "null";
+  }
+  return "null";
+}
+
+std::string_view opName(PredicateOp op) {
+  switch (op) {
+    case PredicateOp::kEq:
+      return "eq";
+    case PredicateOp::kNe:
+      return "ne";
+    case PredicateOp::kGt:
+      return "gt";
+    case PredicateOp::kGe:
+      return "ge";
+    case PredicateOp::kLt:
+      return "lt";
+    case PredicateOp::kLe:
+      return "le";
+    case PredicateOp::kIn:
+      return "in";
+    case PredicateOp::kExists:
+      return "exists";
+    case PredicateOp::kMatches:
+      return "matches";
+  }
+  return "eq";
+}
+
+// Operands and bodies were validated as JSON at load; parse them back so the
+// output shows values, not strings of JSON. A body that is not JSON stays text.
+Json embedded(const std::string& text) {
+  Json j = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+  return j.is_discarded() ? Json(text) : j;
+}
+
+Json respondJson(const RespondConfig& r) {
+  Json out = {{"status", r.status}};
+  Json headers = Json::object();
+  for (const auto& [name, value] : r.headers) headers[name] = value;
+  out["headers"] = std::move(headers);
+  out["content_type"] = r.content_type;
+  if (r.content_type == "application/json") {
+    out["json"] = embedded(r.body);
+  } else {
+    out["body"] = r.body;
+  }
+  return out;
+}
+
+Json routeJson(const RouteConfig& r) {
+  Json out;
+  out["name"] = r.name;
+  Json match = Json::object();
+  if (!r.match.path.empty()) match["path"] = r.match.path;
+  if (!r.match.path_prefix.empty()) match["path_prefix"] = r.match.path_prefix;
+  if (!r.match.path_regex.empty()) match["path_regex"] = r.match.path_regex;
+  match["methods"] = r.match.methods;
+  Json headers = Json::object();
+  for (const HeaderMatch& h : r.match.headers) headers[h.name] = h.value;
+  match["headers"] = std::move(headers);
+  out["match"] = std::move(match);
+  out["upstream"] = r.upstream;
+  out["priority"] = priorityName(r.priority);
+  out["timeout"] = {{"total", duration(r.timeout.total)},
+                    {"per_try", duration(r.timeout.per_try)},
+                    {"first_byte", duration(r.timeout.first_byte)},
+                    {"idle", duration(r.timeout.idle)}};
+
+  Json on = Json::array();
+  static constexpr std::pair<uint32_t, std::string_view> kRetryOn[] = {
+      {kRetryOnConnectFailure, "connect-failure"},
+      {kRetryOnReset, "reset"},
+      {kRetryOnTimeout, "timeout"},
+      {kRetryOn5xx, "5xx"},
+      {kRetryOnRetriableStatus, "retriable-status"},
+      {kRetryOnInvalid, "invalid"}};
+  for (const auto& [bit, name] : kRetryOn) {
+    if (r.retry.on & bit) on.push_back(name);
+  }
+  out["retry"] = {
+      {"attempts", r.retry.attempts},
+      {"on", std::move(on)},
+      {"retriable_status", r.retry.retriable_status},
+      {"backoff",
+       {{"base", duration(r.retry.backoff.base)},
+        {"max", duration(r.retry.backoff.max)},
+        {"jitter", jitterName(r.retry.backoff.jitter)}}},
+      {"honor_retry_after", r.retry.honor_retry_after},
+      {"budget",
+       {{"ratio", r.retry.budget.ratio}, {"min_per_second", r.retry.budget.min_per_second}}}};
+  out["bulkhead"] = {{"max_in_flight", r.bulkhead.max_in_flight},
+                     {"max_queue", r.bulkhead.max_queue},
+                     {"queue_timeout", duration(r.bulkhead.queue_timeout)}};
+  if (r.circuit_breaker) {
+    const CircuitBreakerConfig& b = *r.circuit_breaker;
+    out["circuit_breaker"] = {{"window", duration(b.window)},
+                              {"minimum_calls", b.minimum_calls},
+                              {"failure_rate", b.failure_rate},
+                              {"slow_call_duration", duration(b.slow_call_duration)},
+                              {"slow_call_rate", b.slow_call_rate},
+                              {"consecutive_failures", b.consecutive_failures},
+                              {"open_for", duration(b.open_for)},
+                              {"max_open_for", duration(b.max_open_for)},
+                              {"half_open_calls", b.half_open_calls}};
+  } else {
+    out["circuit_breaker"] = nullptr;
+  }
+  if (r.cache) {
+    const RouteCacheConfig& c = *r.cache;
+    out["cache"] = {{"ttl", duration(c.ttl)},
+                    {"stale_while_revalidate", duration(c.stale_while_revalidate)},
+                    {"stale_if_error", duration(c.stale_if_error)},
+                    {"statuses", c.statuses},
+                    {"respect_cache_control", c.respect_cache_control},
+                    {"key",
+                     {{"body", keyBodyName(c.key.body)},
+                      {"ignore", c.key.ignore},
+                      {"headers", c.key.headers},
+                      {"query", c.key.query}}},
+                    {"max_entry_bytes", c.max_entry_bytes},
+                    {"streams", c.streams}};
+  } else {
+    out["cache"] = nullptr;
+  }
+  if (r.validate) {
+    Json checks = Json::array();
+    for (const JsonCheck& c : r.validate->json) {
+      Json check = {{"pointer", c.pointer}};
+      if (c.type) check["type"] = jsonTypeName(*c.type);
+      if (c.exists) check["exists"] = *c.exists;
+      if (c.finite) check["finite"] = true;
+      if (c.min) check["min"] = *c.min;
+      if (c.max) check["max"] = *c.max;
+      if (c.min_items) check["min_items"] = *c.min_items;
+      checks.push_back(std::move(check));
+    }
+    out["validate"] = {{"status", r.validate->status}, {"json", std::move(checks)}};
+  } else {
+    out["validate"] = nullptr;
+  }
+  Json fallback = Json::array();
+  for (const FallbackStep& step : r.fallback) {
+    switch (step.kind) {
+      case FallbackStep::Kind::kUpstream:
+        fallback.push_back({{"upstream", step.upstream}, {"timeout", duration(step.timeout)}});
+        break;
+      case FallbackStep::Kind::kRules: {
+        Json rules = Json::array();
+        for (const Rule& rule : step.rules) {
+          Json when = Json::array();
+          for (const Predicate& p : rule.when) {
+            when.push_back({{"pointer", p.pointer}, {opName(p.op), embedded(p.value_json)}});
+          }
+          rules.push_back({{"name", rule.name},
+                           {"when", std::move(when)},
+                           {"respond", respondJson(rule.respond)}});
+        }
+        fallback.push_back({{"rules", std::move(rules)}});
+        break;
+      }
+      case FallbackStep::Kind::kRespond:
+        fallback.push_back({{"respond", respondJson(step.respond)}});
+        break;
+    }
+  }
+  out["fallback"] = std::move(fallback);
+  out["fault"] = {
+      {"delay", {{"percent", r.fault.delay_percent}, {"duration", duration(r.fault.delay)}}},
+      {"abort", {{"percent", r.fault.abort_percent}, {"status", r.fault.abort_status}}}};
+  return out;
+}
+
+}  // namespace
+
+nlohmann::json routeToJson(const RouteConfig& route) {
+  // GET /routes adds live state beside the config, which is simplest on the
+  // plain json type; its keys come out sorted, unlike GET /config.
+  return nlohmann::json::parse(routeJson(route).dump());
+}
+
+std::string toJson(const Config& config) {
+  Json out;
+  out["source_path"] = config.source_path;
+  const ListenConfig& l = config.listen;
+  Json listen = {{"address", l.address},
+                 {"workers", l.workers == 0 ? Json("auto") : Json(l.workers)}};
+  if (l.tls) listen["tls"] = {{"cert", l.tls->cert}, {"key", l.tls->key}};
+  listen["limits"] = {{"max_header_bytes", l.limits.max_header_bytes},
+                      {"max_body_bytes", l.limits.max_body_bytes},
+                      {"header_timeout", duration(l.limits.header_timeout)},
+                      {"idle_timeout", duration(l.limits.idle_timeout)}};
+  out["listen"] = std::move(listen);
+  Json admin = {{"address", config.admin.address}};
+  // Where the token lives is not shown: knowing the path helps an attacker
+  // who can read files but not list them.
+  if (!config.admin.token_file.empty()) admin["token_file"] = "<set>";
+  out["admin"] = std::move(admin);
+  out["log"] = {{"level", config.log.level},
+                {"access_log", config.log.access_log},
+                {"format", config.log.format == LogFormat::kJson ? "json" : "text"}};
+  out["shedding"] =
+      config.shedding ? Json{{"max_in_flight", config.shedding->max_in_flight}} : Json(nullptr);
+  out["cache"] = {{"max_bytes", config.cache.max_bytes}};
+  Json upstreams = Json::object();
+  for (const UpstreamConfig& u : config.upstreams) {
+    Json up = {{"url", u.url},
+               {"connect_timeout", duration(u.connect_timeout)},
+               {"max_connections", u.max_connections}};
+    if (u.tls) up["tls"] = {{"ca", u.tls->ca}, {"verify", u.tls->verify}, {"sni", u.tls->sni}};
+    if (u.health) {
+      up["health"] = {{"path", u.health->path},
+                      {"interval", duration(u.health->interval)},
+                      {"timeout", duration(u.health->timeout)}};
+    }
+    upstreams[u.name] = std::move(up);
+  }
+  out["upstreams"] = std::move(upstreams);
+  Json routes = Json::array();
+  for (const RouteConfig& r : config.routes) routes.push_back(routeJson(r));
+  out["routes"] = std::move(routes);
+  return out.dump(2);
+}
+
+}  // namespace airbag::config
