@@ -192,6 +192,7 @@ void Exchange::onUpstreamHeaders(const UpstreamResponseHead& head) {
 void Exchange::buildClientHead(const UpstreamResponseHead& head) {
   std::string& h = client_head_;
   h.clear();
+  if (!down_.keepAlive()) close_ = true;  // e.g. draining began while this request ran
   http::append(h, "HTTP/1.1 ", head.status, " ", http::reasonPhrase(head.status), "\r\n");
   bool no_body = req_.method == "HEAD" || head.status == 204 || head.status == 304;
   for (size_t i = 0; i < head.headerCount(); ++i) {
@@ -252,7 +253,10 @@ void Exchange::writeStreamData(std::string_view data) {
 
 void Exchange::onDownstreamWritable() {
   if (paused_ && call_) {
+    // The client is taking data again: that is progress, so the idle clock
+    // restarts (a client that stops reading altogether is cut at `idle`).
     paused_ = false;
+    armTimer(ctx_.now() + route_->timeout.idle);
     call_->resumeReading();
   }
 }
@@ -307,6 +311,7 @@ void Exchange::abortStream(std::string_view code) {
 }
 
 void Exchange::replyLocal(int status, std::string_view code, std::string_view message) {
+  if (!down_.keepAlive()) close_ = true;
   LocalReply r;
   r.status = status;
   r.code = code;
