@@ -1,0 +1,158 @@
+// The admin HTTP API (DESIGN.md §5) on its own thread and event_base, with
+// libevent's evhttp: the traffic is tiny, so convenience beats speed here.
+#pragma once
+
+#include <event2/event.h>
+#include <event2/http.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "airbag/config.h"
+#include "nlohmann/json.hpp"
+#include "proxy/metrics/metrics.h"
+#include "spdlog/logger.h"
+
+namespace airbag::admin {
+
+// What the admin API reads and steers, supplied by the process. Every hook is
+// called on the admin thread, so each must be safe to call from there. A hook
+// left empty makes its endpoint answer 501 not_implemented (or, for the
+// readiness inputs, counts as "fine").
+struct AdminHooks {
+  std::function<std::shared_ptr<const Config>()> config;  // current snapshot
+  std::function<std::string(const Config&)> config_json;  // default: config::toJson
+  // Live state of a route (breaker, bulkhead, budget, cache, fault).
+  std::function<nlohmann::json(const Config&, std::string_view route)> route_state;
+  std::function<bool()> listeners_up;
+  std::function<bool()> draining;
+  std::function<void()> drain;           // POST /drain
+  std::function<absl::Status()> reload;  // POST /reload
+  // POST /routes/{name}/circuit with state "open" | "closed" | "auto".
+  std::function<absl::Status(std::string_view route, std::string_view state)> circuit;
+  // PUT /routes/{name}/fault with the request's JSON object.
+  std::function<absl::Status(std::string_view route, const nlohmann::json& fault)> set_fault;
+  // DELETE /routes/{name}/fault.
+  std::function<absl::Status(std::string_view route)> clear_fault;
+  // POST /cache/purge; nullopt purges every route.
+  std::function<absl::Status(std::optional<std::string_view> route)> cache_purge;
+};
+
+// One admin request, as the router sees it (independent of evhttp).
+struct AdminRequest {
+  std::string_view method;         // "GET", "POST", ...
+  std::string_view path;           // without the query string, still percent-encoded
+  std::string_view authorization;  // the Authorization header, empty if absent
+  std::string_view body;
+};
+
+struct AdminResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // extra headers
+};
+
+// Routes admin requests to hooks. Thread-compatible; used by AdminServer on
+// its thread, and directly by tests.
+class AdminRouter {
+ public:
+  // `token` empty means no authentication is required.
+  AdminRouter(AdminHooks hooks, const metrics::Registry& registry, std::string token);
+
+  AdminResponse handle(const AdminRequest& request) const;
+
+ private:
+  AdminResponse route(const AdminRequest& request) const;
+  AdminResponse readyz() const;
+  AdminResponse routes(std::string_view name) const;
+  AdminResponse routeAction(std::string_view name, std::string_view action,
+                            const AdminRequest& request) const;
+  bool authorized(std::string_view authorization) const;
+
+  const AdminHooks hooks_;
+  const metrics::Registry& registry_;
+  const std::string token_;
+};
+
+// Reads a token file: the first line, surrounding whitespace trimmed. Returns
+// an error if the file cannot be read or holds no token.
+absl::StatusOr<std::string> readTokenFile(const std::string& path);
+
+// The admin server. Not copyable; stop() or destruction joins its thread.
+class AdminServer {
+ public:
+  // Binds config.bind (port 0 picks a free port), reads config.token_file if
+  // set, and starts serving on a new thread. `registry` must outlive the
+  // server. Returns an error if the token cannot be read or the bind fails.
+  static absl::StatusOr<std::unique_ptr<AdminServer>> start(const AdminConfig& config,
+                                                            AdminHooks hooks,
+                                                            const metrics::Registry& registry,
+                                                            std::shared_ptr<spdlog::logger> logger);
+
+  AdminServer(const AdminServer&) = delete;
+  AdminServer& operator=(const AdminServer&) = delete;
+  ~AdminServer();
+
+  // The bound port (the real one when the config asked for 0).
+  uint16_t port() const { return port_; }
+
+  // Stops serving, joins the admin thread and closes the listening socket.
+  // Idempotent; call from any
+  // thread but the admin thread.
+  void stop();
+
+ private:
+  struct EventBaseDeleter {
+    void operator()(event_base* b) const { event_base_free(b); }
+  };
+  struct EventDeleter {
+    void operator()(event* e) const { event_free(e); }
+  };
+  struct EvhttpDeleter {
+    void operator()(evhttp* h) const { evhttp_free(h); }
+  };
+  // Owns one file descriptor.
+  class Fd {
+   public:
+    Fd() = default;
+    explicit Fd(int fd) : fd_(fd) {}
+    Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+    Fd& operator=(Fd&& o) noexcept;
+    ~Fd();
+    int get() const { return fd_; }
+
+   private:
+    int fd_ = -1;
+  };
+
+  AdminServer(AdminRouter router, std::shared_ptr<spdlog::logger> logger);
+
+  static void onRequestCb(evhttp_request* req, void* self);
+  void onRequest(evhttp_request* req);
+  static void onWakeCb(evutil_socket_t fd, short what, void* self);
+  void onWake();
+
+  AdminRouter router_;
+  std::shared_ptr<spdlog::logger> logger_;
+  // Declared so that evhttp and the wake event are freed before the base, and
+  // the wake pipe is closed only after its event is gone.
+  Fd wake_read_;
+  Fd wake_write_;
+  std::unique_ptr<event_base, EventBaseDeleter> base_;
+  std::unique_ptr<event, EventDeleter> wake_event_;
+  std::unique_ptr<evhttp, EvhttpDeleter> http_;
+  uint16_t port_ = 0;
+  std::thread thread_;
+};
+
+}  // namespace airbag::admin
