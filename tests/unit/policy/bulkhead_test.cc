@@ -1,0 +1,266 @@
+// Tests of the bulkhead: admission, FIFO hand-off, cancel races, reload, a seeded
+// random property check against a simple model, and a 4-thread stress.
+#include "policy/bulkhead.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace airbag::policy {
+namespace {
+
+BulkheadConfig config(uint32_t max_in_flight, uint32_t max_queue) {
+  BulkheadConfig c;
+  c.max_in_flight = max_in_flight;
+  c.max_queue = max_queue;
+  c.queue_timeout = absl::Milliseconds(100);
+  return c;
+}
+
+// Records the order in which waiters are granted.
+class RecordingWaiter final : public BulkheadWaiter {
+ public:
+  RecordingWaiter(int id, std::vector<int>* log) : id_(id), log_(log) {}
+  void onGranted() override {
+    ++granted_;
+    log_->push_back(id_);
+  }
+  int granted() const { return granted_; }
+
+ private:
+  int id_;
+  std::vector<int>* log_;
+  int granted_ = 0;
+};
+
+TEST(BulkheadTest, AdmitsUpToMaxThenQueuesThenRejects) {
+  Bulkhead b(config(2, 1));
+  std::vector<int> log;
+  RecordingWaiter w1(1, &log), w2(2, &log);
+  EXPECT_EQ(b.tryAcquire(nullptr), BulkheadAdmit::kAdmitted);
+  EXPECT_EQ(b.tryAcquire(nullptr), BulkheadAdmit::kAdmitted);
+  EXPECT_EQ(b.tryAcquire(&w1), BulkheadAdmit::kQueued);
+  EXPECT_EQ(b.tryAcquire(&w2), BulkheadAdmit::kRejected);
+  EXPECT_EQ(b.tryAcquire(nullptr), BulkheadAdmit::kRejected);
+  const Bulkhead::Stats s = b.stats();
+  EXPECT_EQ(s.in_flight, 2u);
+  EXPECT_EQ(s.queued, 1u);
+  EXPECT_EQ(s.rejected, 2u);
+  EXPECT_EQ(b.queueTimeout(), absl::Milliseconds(100));
+}
+
+TEST(BulkheadTest, ReleasePassesTheSlotToTheFirstWaiter) {
+  Bulkhead b(config(1, 3));
+  std::vector<int> log;
+  RecordingWaiter w1(1, &log), w2(2, &log), w3(3, &log);
+  ASSERT_EQ(b.tryAcquire(nullptr), BulkheadAdmit::kAdmitted);
+  ASSERT_EQ(b.tryAcquire(&w1), BulkheadAdmit::kQueued);
+  ASSERT_EQ(b.tryAcquire(&w2), BulkheadAdmit::kQueued);
+  ASSERT_EQ(b.tryAcquire(&w3), BulkheadAdmit::kQueued);
+  b.release();
+  EXPECT_EQ(log, std::vector<int>({1}));
+  EXPECT_EQ(b.inFlight(), 1u) << "the slot moved, it was not freed";
+  // A newcomer may not jump the queue.
+  EXPECT_EQ(b.tryAcquire(nullptr), BulkheadAdmit::kRejected);
+  b.release();
+  b.release();
+  EXPECT_EQ(log, std::vector<int>({1, 2, 3}));
+  b.release();
+  EXPECT_EQ(b.stats().in_flight, 0u);
+  EXPECT_EQ(w1.granted() + w2.granted() + w3.granted(), 3);
+}
+
+TEST(BulkheadTest, CancelRemovesFromAnyPlaceInTheQueue) {
+  Bulkhead b(config(1, 3));
+  std::vector<int> log;
+  RecordingWaiter w1(1, &log), w2(2, &log), w3(3, &log);
+  ASSERT_EQ(b.tryAcquire(nullptr), BulkheadAdmit::kAdmitted);
+  for (RecordingWaiter* w : {&w1, &w2, &w3}) ASSERT_EQ(b.tryAcquire(w), BulkheadAdmit::kQueued);
+  EXPECT_TRUE(b.cancel(&w2));
+  EXPECT_FALSE(b.cancel(&w2)) << "cancelled once only";
+  EXPECT_EQ(b.stats().queued, 2u);
+  b.release();
+  EXPECT_TRUE(b.cancel(&w3));
+  EXPECT_FALSE(b.cancel(&w1)) << "already granted: the caller owns a slot";
+  EXPECT_EQ(log, std::vector<int>({1}));
+  b.release();
+  EXPECT_EQ(b.stats().in_flight, 0u);
+  EXPECT_EQ(b.stats().queued, 0u);
+  // A cancelled waiter may queue again.
+  ASSERT_EQ(b.tryAcquire(nullptr), BulkheadAdmit::kAdmitted);
+  EXPECT_EQ(b.tryAcquire(&w2), BulkheadAdmit::kQueued);
+  b.release();
+  EXPECT_EQ(log, std::vector<int>({1, 2}));
+}
+
+TEST(BulkheadTest, CancelOfAWaiterQueuedElsewhereIsRefused) {
+  Bulkhead a(config(1, 1)), b(config(1, 1));
+  std::vector<int> log;
+  RecordingWaiter w(1, &log);
+  ASSERT_EQ(a.tryAcquire(nullptr), BulkheadAdmit::kAdmitted);
+  ASSERT_EQ(a.tryAcquire(&w), BulkheadAdmit::kQueued);
+  EXPECT_FALSE(b.cancel(&w));
+  EXPECT_TRUE(a.cancel(&w));
+}
+
+TEST(BulkheadTest, NoQueueMeansRejectWhenFull) {
+  Bulkhead b(config(1, 0));
+  std::vector<int> log;
+  RecordingWaiter w(1, &log);
+  ASSERT_EQ(b.tryAcquire(&w), BulkheadAdmit::kAdmitted);
+  EXPECT_EQ(b.tryAcquire(&w), BulkheadAdmit::kRejected);
+  EXPECT_EQ(b.stats().rejected, 1u);
+}
+
+TEST(BulkheadTest, ReconfigureGrowsByGrantingWaitersAndShrinksByDraining) {
+  Bulkhead b(config(1, 4));
+  std::vector<int> log;
+  RecordingWaiter w1(1, &log), w2(2, &log), w3(3, &log);
+  ASSERT_EQ(b.tryAcquire(nullptr), BulkheadAdmit::kAdmitted);
+  for (RecordingWaiter* w : {&w1, &w2, &w3}) ASSERT_EQ(b.tryAcquire(w), BulkheadAdmit::kQueued);
+  b.reconfigure(config(3, 4));
+  EXPECT_EQ(log, std::vector<int>({1, 2}));
+  EXPECT_EQ(b.stats().in_flight, 3u);
+  EXPECT_EQ(b.stats().queued, 1u);
+  b.reconfigure(config(1, 4));
+  b.release();  // 3 -> 2: still above the new limit, the waiter keeps waiting
+  b.release();  // 2 -> 1
+  EXPECT_EQ(log, std::vector<int>({1, 2}));
+  b.release();  // at the limit: passes to w3
+  EXPECT_EQ(log, std::vector<int>({1, 2, 3}));
+  EXPECT_EQ(b.stats().in_flight, 1u);
+}
+
+// A long seeded random mix of acquires, releases and cancels checked against a
+// model: in_flight never exceeds the limit and the queue is served in FIFO order.
+TEST(BulkheadPropertyTest, NeverAboveLimitAndServesFifo) {
+  for (uint32_t seed = 1; seed <= 20; ++seed) {
+    SCOPED_TRACE(testing::Message() << "seed " << seed);
+    std::mt19937 rng(seed);
+    const uint32_t max_in_flight = 1 + seed % 5;
+    const uint32_t max_queue = seed % 7;
+    Bulkhead b(config(max_in_flight, max_queue));
+    std::vector<int> granted_log;
+    std::vector<std::unique_ptr<RecordingWaiter>> waiters;
+    std::deque<int> model_queue;  // ids in arrival order
+    uint32_t holders = 0;
+    std::uniform_int_distribution<int> pick(0, 99);
+    for (int step = 0; step < 20000; ++step) {
+      const int r = pick(rng);
+      if (r < 45) {
+        const int id = static_cast<int>(waiters.size());
+        waiters.push_back(std::make_unique<RecordingWaiter>(id, &granted_log));
+        switch (b.tryAcquire(waiters.back().get())) {
+          case BulkheadAdmit::kAdmitted:
+            ASSERT_TRUE(model_queue.empty());
+            ++holders;
+            break;
+          case BulkheadAdmit::kQueued:
+            ASSERT_EQ(holders, max_in_flight);
+            model_queue.push_back(id);
+            break;
+          case BulkheadAdmit::kRejected:
+            ASSERT_EQ(holders, max_in_flight);
+            ASSERT_EQ(model_queue.size(), max_queue);
+            break;
+        }
+      } else if (r < 85) {
+        if (holders == 0) continue;
+        const size_t before = granted_log.size();
+        b.release();
+        if (model_queue.empty()) {
+          --holders;
+          ASSERT_EQ(granted_log.size(), before);
+        } else {
+          ASSERT_EQ(granted_log.size(), before + 1);
+          ASSERT_EQ(granted_log.back(), model_queue.front()) << "FIFO";
+          model_queue.pop_front();
+        }
+      } else if (!model_queue.empty()) {
+        const size_t k = std::uniform_int_distribution<size_t>(0, model_queue.size() - 1)(rng);
+        ASSERT_TRUE(b.cancel(waiters[static_cast<size_t>(model_queue[k])].get()));
+        model_queue.erase(model_queue.begin() + static_cast<std::ptrdiff_t>(k));
+      }
+      const Bulkhead::Stats s = b.stats();
+      ASSERT_LE(s.in_flight, max_in_flight);
+      ASSERT_EQ(s.in_flight, holders);
+      ASSERT_EQ(s.queued, model_queue.size());
+    }
+    for (const auto& w : waiters) ASSERT_LE(w->granted(), 1);
+  }
+}
+
+// A waiter that a worker thread polls, as the proxy's worker would be woken.
+class FlagWaiter final : public BulkheadWaiter {
+ public:
+  void onGranted() override { granted_.store(true, std::memory_order_release); }
+  bool granted() const { return granted_.load(std::memory_order_acquire); }
+  void reset() { granted_.store(false, std::memory_order_relaxed); }
+
+ private:
+  std::atomic<bool> granted_{false};
+};
+
+// Four threads contend for three slots and a short queue, timing out (cancel)
+// some waits; the number of holders never exceeds the limit and everything balances.
+TEST(BulkheadThreadTest, FourThreadsNeverExceedTheLimit) {
+  constexpr uint32_t kMax = 3;
+  Bulkhead b(config(kMax, 2));
+  std::atomic<int> holders{0};
+  std::atomic<int> max_holders{0};
+  std::atomic<int> stuck{0};
+  std::atomic<int64_t> granted_after_queue{0};
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  auto hold = [&] {
+    const int now_holding = holders.fetch_add(1) + 1;
+    int seen = max_holders.load();
+    while (now_holding > seen && !max_holders.compare_exchange_weak(seen, now_holding)) {
+    }
+    holders.fetch_sub(1);
+    b.release();
+  };
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937 rng(7 + t);
+      FlagWaiter w;
+      for (int i = 0; i < 20000; ++i) {
+        w.reset();
+        const BulkheadAdmit a = b.tryAcquire(&w);
+        if (a == BulkheadAdmit::kRejected) continue;
+        if (a == BulkheadAdmit::kQueued) {
+          // Poll a bounded number of times, then give up as a queue timeout would.
+          const int patience = std::uniform_int_distribution<int>(0, 200)(rng);
+          for (int k = 0; k < patience && !w.granted(); ++k) std::this_thread::yield();
+          if (!w.granted() && b.cancel(&w)) continue;
+          // Granted (or granted while cancelling): wait for the hand-off to land.
+          while (!w.granted()) {
+            if (std::chrono::steady_clock::now() > deadline) {
+              stuck.fetch_add(1);
+              return;
+            }
+            std::this_thread::yield();
+          }
+          granted_after_queue.fetch_add(1);
+        }
+        hold();
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  EXPECT_EQ(stuck.load(), 0);
+  EXPECT_LE(max_holders.load(), static_cast<int>(kMax));
+  const Bulkhead::Stats s = b.stats();
+  EXPECT_EQ(s.in_flight, 0u);
+  EXPECT_EQ(s.queued, 0u);
+}
+
+}  // namespace
+}  // namespace airbag::policy
