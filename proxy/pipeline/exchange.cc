@@ -8,7 +8,9 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "proxy/http/text.h"
+#include "absl/synchronization/mutex.h"
 #include "policy/deadline.h"
+#include "policy/retry.h"
 #include "proxy/http/status.h"
 #include "proxy/log/access_log.h"
 #include "proxy/metrics/metrics.h"
@@ -50,13 +52,55 @@ void appendHex(std::string& out, uint64_t v) {
 
 }  // namespace
 
+// A place in a route's bulkhead queue. The slot may be granted from another
+// worker's thread, racing with this request ending, so the ticket is shared:
+// while queued it keeps itself alive, and it wakes its owner only while the
+// owner is still waiting for it.
+class Exchange::Ticket final : public policy::BulkheadWaiter {
+ public:
+  Ticket(event* wake) : wake_(wake) {}
+
+  void onGranted() override {
+    std::shared_ptr<Ticket> keep;
+    {
+      absl::MutexLock l(&mu_);
+      keep = std::move(self_);
+      if (waiting_) event_active(wake_, 0, 0);
+    }
+  }
+  // Called by the owner before queueing.
+  void arm(std::shared_ptr<Ticket> self) {
+    absl::MutexLock l(&mu_);
+    self_ = std::move(self);
+    waiting_ = true;
+  }
+  // Called by the owner when it stops waiting (granted, timed out, gone).
+  void disarm() {
+    absl::MutexLock l(&mu_);
+    waiting_ = false;
+  }
+  // After a successful Bulkhead::cancel no grant will come.
+  void dropSelf() {
+    absl::MutexLock l(&mu_);
+    self_.reset();
+  }
+
+ private:
+  absl::Mutex mu_;
+  event* const wake_;
+  std::shared_ptr<Ticket> self_ ABSL_GUARDED_BY(mu_);
+  bool waiting_ ABSL_GUARDED_BY(mu_) = false;
+};
+
 Exchange::Exchange(WorkerContext& ctx, Downstream& down) : ctx_(ctx), down_(down) {
   event_assign(&timer_, ctx_.base, -1, 0, &Exchange::timerCb, this);
+  event_assign(&wake_, ctx_.base, -1, 0, &Exchange::wakeCb, this);
 }
 
 Exchange::~Exchange() {
+  cancel();
   event_del(&timer_);
-  if (call_) call_->cancel();
+  event_del(&wake_);
 }
 
 void Exchange::start(const RequestView& request) {
@@ -66,8 +110,12 @@ void Exchange::start(const RequestView& request) {
   route_ = nullptr;
   upstream_config_ = nullptr;
   upstream_ = nullptr;
+  runtime_ = nullptr;
   call_ = nullptr;
   attempts_ = 0;
+  shed_admitted_ = bulkhead_held_ = permit_held_ = permit_probe_ = queued_ = false;
+  backoff_.reset();
+  retry_after_.reset();
   upstream_time_ = absl::ZeroDuration();
   status_ = 0;
   got_head_ = streaming_ = committed_ = paused_ = sse_ = false;
@@ -99,7 +147,8 @@ void Exchange::route() {
   route_ = &snap.config->routes[static_cast<size_t>(idx)];
   int up = snap.route_upstream[static_cast<size_t>(idx)];
   upstream_config_ = snap.upstreams[static_cast<size_t>(up)].config;
-  upstream_ = ctx_.upstreams[static_cast<size_t>(up)].get();
+  upstream_ = ctx_.upstreams[static_cast<size_t>(up)];
+  runtime_ = snap.runtimes[static_cast<size_t>(idx)].get();
 
   std::optional<absl::Duration> budget;
   if (auto b = req_.headers->get(kBudgetHeader)) {
@@ -108,13 +157,109 @@ void Exchange::route() {
   }
   deadline_ = policy::requestDeadline(start_, route_->timeout, budget);
 
-  // The stages of DESIGN.md §1 in order. Each either passes the request on
-  // or answers it; the resilience and degradation features fill them in.
+  admitShed();
+}
+
+// The stages of DESIGN.md §1, in order. Each either passes the request on to
+// the next or answers it.
+
+void Exchange::admitShed() {
   stage_ = Stage::kShedding;
+  if (policy::Shedder* shedder = snapshot_->shedder.get()) {
+    if (!shedder->tryAdmit(route_->priority)) {
+      if (ctx_.metrics) {
+        static constexpr std::string_view kPriority[] = {"critical", "normal", "optional"};
+        ctx_.metrics->incCounter(ctx_.metrics->families().shed_total,
+                                 {kPriority[static_cast<int>(route_->priority)]});
+      }
+      replyLocal(429, "shed", "airbag is at its in-flight limit; lower-priority work is shed",
+                 1);
+      return;
+    }
+    shed_admitted_ = true;
+  }
+  injectFault();
+}
+
+void Exchange::injectFault() {
   stage_ = Stage::kFault;
+  std::optional<FaultConfig> over = runtime_->faultOverride();
+  const FaultConfig& f = over ? *over : route_->fault;
+  if (f.abort_percent > 0 && absl::Uniform(ctx_.rng, 0.0, 100.0) < f.abort_percent) {
+    replyLocal(f.abort_status, "fault_abort", "aborted by fault injection");
+    return;
+  }
+  if (f.delay_percent > 0 && f.delay > absl::ZeroDuration() &&
+      absl::Uniform(ctx_.rng, 0.0, 100.0) < f.delay_percent) {
+    armTimer(ctx_.now() + f.delay);  // onTimer continues with lookupCache()
+    return;
+  }
+  lookupCache();
+}
+
+void Exchange::lookupCache() {
   stage_ = Stage::kCacheLookup;
+  checkBreaker();
+}
+
+void Exchange::checkBreaker() {
   stage_ = Stage::kCircuitBreaker;
+  if (policy::CircuitBreaker* breaker = runtime_->breaker()) {
+    policy::CircuitBreaker::Permit p = breaker->tryAcquire(ctx_.now());
+    if (!p.allowed) {
+      int secs = static_cast<int>(absl::ToInt64Seconds(absl::Ceil(p.retry_after, absl::Seconds(1))));
+      replyLocal(503, "circuit_open", "the circuit breaker of this route is open",
+                 std::max(1, secs));
+      return;
+    }
+    permit_held_ = true;
+    permit_probe_ = p.probe;
+  }
+  acquireBulkhead();
+}
+
+void Exchange::acquireBulkhead() {
   stage_ = Stage::kBulkhead;
+  if (!ticket_) ticket_ = std::make_shared<Ticket>(&wake_);
+  ticket_->arm(ticket_);
+  switch (runtime_->bulkhead().tryAcquire(ticket_.get())) {
+    case policy::BulkheadAdmit::kAdmitted:
+      ticket_->disarm();
+      ticket_->dropSelf();
+      bulkhead_held_ = true;
+      beginAttempts();
+      return;
+    case policy::BulkheadAdmit::kQueued:
+      queued_ = true;
+      armTimer(ctx_.now() + runtime_->bulkhead().queueTimeout());
+      return;
+    case policy::BulkheadAdmit::kRejected:
+      ticket_->disarm();
+      ticket_->dropSelf();
+      if (ctx_.metrics)
+        ctx_.metrics->incCounter(ctx_.metrics->families().bulkhead_rejected_total,
+                                 {route_->name});
+      replyLocal(429, "bulkhead_full", "too many requests in flight for this route", 1);
+      return;
+  }
+}
+
+void Exchange::wakeCb(int, short, void* arg) {
+  static_cast<Exchange*>(arg)->onBulkheadGranted();
+}
+
+void Exchange::onBulkheadGranted() {
+  if (!queued_) return;
+  queued_ = false;
+  ticket_->disarm();
+  event_del(&timer_);
+  bulkhead_held_ = true;
+  beginAttempts();
+}
+
+void Exchange::beginAttempts() {
+  runtime_->budget().recordRequest(ctx_.now());
+  if (route_->retry.attempts > 1) backoff_.emplace(route_->retry.backoff);
   startAttempt();
 }
 
@@ -125,6 +270,22 @@ void Exchange::startAttempt() {
     failBeforeAnswer(AttemptOutcome::kTimeout);
     return;
   }
+  if (!permit_held_) {
+    if (policy::CircuitBreaker* breaker = runtime_->breaker()) {
+      // A retry asks the breaker again: one that opened meanwhile stops it.
+      policy::CircuitBreaker::Permit p = breaker->tryAcquire(now);
+      if (!p.allowed) {
+        int secs =
+            static_cast<int>(absl::ToInt64Seconds(absl::Ceil(p.retry_after, absl::Seconds(1))));
+        replyLocal(503, "circuit_open", "the circuit breaker of this route is open",
+                   std::max(1, secs));
+        return;
+      }
+      permit_held_ = true;
+      permit_probe_ = p.probe;
+    }
+  }
+  retry_after_.reset();
   policy::TryDeadlines d = policy::tryDeadlines(now, deadline_, route_->timeout);
   try_start_ = now;
   try_end_ = d.end;
@@ -175,11 +336,21 @@ void Exchange::onUpstreamHeaders(const UpstreamResponseHead& head) {
   status_ = head.status;
   bool no_body = req_.method == "HEAD" || head.status == 204 || head.status == 304;
   std::string_view content_type;
-  for (size_t i = 0; i < head.headerCount(); ++i)
-    if (http::iequals(head.headerName(i), "content-type")) content_type = head.headerValue(i);
+  for (size_t i = 0; i < head.headerCount(); ++i) {
+    std::string_view name = head.headerName(i);
+    if (http::iequals(name, "content-type"))
+      content_type = head.headerValue(i);
+    else if (http::iequals(name, "retry-after"))
+      retry_after_ = policy::parseRetryAfter(head.headerValue(i), ctx_.now());
+  }
   sse_ = http::startsWithIgnoreCase(content_type, "text/event-stream");
   streaming_ = !no_body && (isStreamingType(content_type) || !head.has_content_length ||
                             head.content_length > kMaxBufferedBody);
+  // An answer that may be retried is held back whole (error bodies are small)
+  // so that nothing of it reaches the client before the retry decision.
+  if (streaming_ && retryableStatus(route_->retry, head.status) &&
+      (!head.has_content_length || head.content_length <= kMaxBufferedBody))
+    streaming_ = false;
   chunked_to_client_ = streaming_ && !head.has_content_length && req_.version_minor >= 1;
   if (streaming_ && !head.has_content_length && !chunked_to_client_) close_ = true;
   buildClientHead(head);
@@ -187,6 +358,14 @@ void Exchange::onUpstreamHeaders(const UpstreamResponseHead& head) {
     if (head.has_content_length) body_.reserve(head.content_length);
     armTimer(try_end_);
   }
+}
+
+bool Exchange::retryableStatus(const RetryConfig& retry, int status) {
+  if (retry.attempts <= 1) return false;
+  policy::TryResult r;
+  r.outcome = status >= 500 ? AttemptOutcome::kError5xx : AttemptOutcome::kOk;
+  r.status = status;
+  return policy::isRetriable(retry, r);
 }
 
 void Exchange::buildClientHead(const UpstreamResponseHead& head) {
@@ -263,27 +442,93 @@ void Exchange::onDownstreamWritable() {
 
 void Exchange::onUpstreamComplete() {
   call_ = nullptr;
-  upstream_time_ += ctx_.now() - try_start_;
-  recordAttempt(status_ >= 500 ? AttemptOutcome::kError5xx : AttemptOutcome::kOk);
+  AttemptOutcome outcome = status_ >= 500 ? AttemptOutcome::kError5xx : AttemptOutcome::kOk;
+  if (!committed_) {
+    if (endTry(outcome, status_)) return;  // retrying: this answer is dropped
+  } else {
+    upstream_time_ += ctx_.now() - try_start_;
+    recordAttempt(outcome);
+    reportToBreaker(outcome == AttemptOutcome::kOk);
+  }
   if (!streaming_) {
     bytes_sent_ = static_cast<int64_t>(body_.size());
-    down_.write(client_head_, body_);
-  } else {
-    if (!committed_) commitStream();
-    if (chunked_to_client_) down_.write("0\r\n\r\n");
+    finish(status_, AnswerSource::kUpstream, /*aborted=*/false, client_head_, body_);
+    return;
   }
-  finish(status_, AnswerSource::kUpstream, /*aborted=*/false);
+  if (!committed_) commitStream();
+  finish(status_, AnswerSource::kUpstream, /*aborted=*/false,
+         chunked_to_client_ ? std::string_view("0\r\n\r\n") : std::string_view());
 }
 
 void Exchange::onUpstreamFailure(AttemptOutcome outcome, std::string_view detail) {
   call_ = nullptr;
-  upstream_time_ += ctx_.now() - try_start_;
-  recordAttempt(outcome);
   if (committed_) {
+    upstream_time_ += ctx_.now() - try_start_;
+    recordAttempt(outcome);
+    reportToBreaker(false);
     abortStream(outcome == AttemptOutcome::kTimeout ? "timeout" : "upstream_reset");
     return;
   }
+  if (endTry(outcome, 0)) return;
   failBeforeAnswer(outcome);
+}
+
+bool Exchange::endTry(AttemptOutcome outcome, int status) {
+  absl::Time now = ctx_.now();
+  upstream_time_ += now - try_start_;
+  recordAttempt(outcome);
+  reportToBreaker(outcome == AttemptOutcome::kOk);
+  if (route_->retry.attempts <= 1) return false;
+  policy::TryResult r;
+  r.outcome = outcome;
+  r.status = status;
+  r.retry_after = retry_after_;
+  policy::RetryDecision d =
+      policy::decideRetry(route_->retry, r, attempts_, now, deadline_, /*body_replayable=*/true,
+                          *backoff_, runtime_->budget(), ctx_.rng);
+  if (d.verdict == policy::RetryVerdict::kBudgetExhausted && ctx_.metrics)
+    ctx_.metrics->incCounter(ctx_.metrics->families().retry_budget_exhausted_total,
+                             {route_->name});
+  if (d.verdict != policy::RetryVerdict::kRetry) return false;
+  if (ctx_.metrics) ctx_.metrics->incCounter(ctx_.metrics->families().retries_total, {route_->name});
+  stage_ = Stage::kBackoff;
+  armTimer(now + d.delay);  // onTimer starts the next try
+  return true;
+}
+
+void Exchange::reportToBreaker(bool success) {
+  if (!permit_held_) return;
+  permit_held_ = false;
+  if (policy::CircuitBreaker* breaker = runtime_->breaker())
+    breaker->onResult(ctx_.now(), success, ctx_.now() - try_start_, permit_probe_);
+}
+
+void Exchange::releaseHolds() {
+  if (permit_held_) {
+    permit_held_ = false;
+    if (policy::CircuitBreaker* breaker = runtime_ ? runtime_->breaker() : nullptr)
+      breaker->onAbandoned(permit_probe_);
+  }
+  if (queued_) {
+    // Still queued: leave the queue, or give back a slot granted meanwhile.
+    queued_ = false;
+    ticket_->disarm();
+    if (runtime_->bulkhead().cancel(ticket_.get())) {
+      ticket_->dropSelf();
+    } else {
+      runtime_->bulkhead().release();
+      ticket_.reset();  // a wake-up may still be on its way; the next request gets a new ticket
+    }
+    event_del(&wake_);
+  }
+  if (bulkhead_held_) {
+    bulkhead_held_ = false;
+    runtime_->bulkhead().release();
+  }
+  if (shed_admitted_) {
+    shed_admitted_ = false;
+    snapshot_->shedder->release(route_->priority);
+  }
 }
 
 void Exchange::failBeforeAnswer(AttemptOutcome outcome) {
@@ -310,7 +555,8 @@ void Exchange::abortStream(std::string_view code) {
   finish(status_, AnswerSource::kUpstream, /*aborted=*/true);
 }
 
-void Exchange::replyLocal(int status, std::string_view code, std::string_view message) {
+void Exchange::replyLocal(int status, std::string_view code, std::string_view message,
+                          std::optional<int> retry_after_seconds) {
   if (!down_.keepAlive()) close_ = true;
   LocalReply r;
   r.status = status;
@@ -321,11 +567,11 @@ void Exchange::replyLocal(int status, std::string_view code, std::string_view me
   r.attempts = attempts_;
   r.close = close_;
   r.http10_keep_alive = req_.version_minor == 0;
+  r.retry_after_seconds = retry_after_seconds;
   scratch_.clear();
   appendLocalReply(scratch_, r);
   bytes_sent_ = static_cast<int64_t>(scratch_.size());
-  down_.write(scratch_);
-  finish(status, AnswerSource::kNone, /*aborted=*/false);
+  finish(status, AnswerSource::kNone, /*aborted=*/false, scratch_);
 }
 
 void Exchange::recordAttempt(AttemptOutcome outcome) {
@@ -353,14 +599,21 @@ void Exchange::record(int status, AnswerSource source) {
     e.upstream_time = upstream_time_;
     e.total_time = now - start_;
     e.bytes_sent = bytes_sent_;
+    if (policy::CircuitBreaker* b = runtime_ ? runtime_->breaker() : nullptr)
+      e.breaker = policy::circuitStateLabel(b->state(now));
     ctx_.access_log->append(e);
   }
 }
 
-void Exchange::finish(int status, AnswerSource source, bool aborted) {
+void Exchange::finish(int status, AnswerSource source, bool aborted, std::string_view last,
+                      std::string_view last2) {
   event_del(&timer_);
+  releaseHolds();
   stage_ = Stage::kDone;
+  // Counted before the last bytes go out, so a client that has its answer
+  // also finds it in the metrics and the access log.
   record(status, source);
+  if (!last.empty() || !last2.empty()) down_.write(last, last2);
   if (aborted)
     down_.responseAborted();
   else
@@ -374,6 +627,7 @@ void Exchange::cancel() {
     call_->cancel();
     call_ = nullptr;
   }
+  releaseHolds();
   stage_ = Stage::kDone;
   // 499: the client closed the connection before the answer was complete.
   record(499, AnswerSource::kNone);
@@ -388,17 +642,48 @@ void Exchange::armTimer(absl::Time at) {
 void Exchange::timerCb(int, short, void* arg) { static_cast<Exchange*>(arg)->onTimer(); }
 
 void Exchange::onTimer() {
-  if (stage_ != Stage::kAttempt && stage_ != Stage::kStreaming) return;
+  switch (stage_) {
+    case Stage::kFault:  // the injected delay is over
+      lookupCache();
+      return;
+    case Stage::kBulkhead:  // queue_timeout
+      queued_ = false;
+      ticket_->disarm();
+      if (!runtime_->bulkhead().cancel(ticket_.get())) {
+        // Granted at the last moment: the slot is ours, use it.
+        ticket_.reset();
+        event_del(&wake_);
+        bulkhead_held_ = true;
+        beginAttempts();
+        return;
+      }
+      ticket_->dropSelf();
+      if (ctx_.metrics)
+        ctx_.metrics->incCounter(ctx_.metrics->families().bulkhead_rejected_total,
+                                 {route_->name});
+      replyLocal(429, "bulkhead_full", "waited too long for a free slot on this route", 1);
+      return;
+    case Stage::kBackoff:
+      startAttempt();
+      return;
+    case Stage::kAttempt:
+    case Stage::kStreaming:
+      break;
+    default:
+      return;
+  }
   if (call_) {
     call_->cancel();
     call_ = nullptr;
   }
-  upstream_time_ += ctx_.now() - try_start_;
-  recordAttempt(AttemptOutcome::kTimeout);
   if (committed_) {
+    upstream_time_ += ctx_.now() - try_start_;
+    recordAttempt(AttemptOutcome::kTimeout);
+    reportToBreaker(false);
     abortStream("timeout");
     return;
   }
+  if (endTry(AttemptOutcome::kTimeout, 0)) return;
   failBeforeAnswer(AttemptOutcome::kTimeout);
 }
 

@@ -10,11 +10,14 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include "absl/time/time.h"
 #include "airbag/outcome.h"
+#include "policy/backoff.h"
+#include "policy/circuit_breaker.h"
 #include "airbag/upstream_client.h"
 #include "proxy/http/headers.h"
 #include "proxy/pipeline/downstream.h"
@@ -41,8 +44,9 @@ class Exchange final : public UpstreamResponseHandler {
     kFault,
     kCacheLookup,
     kCircuitBreaker,
-    kBulkhead,
+    kBulkhead,   // waiting for a bulkhead slot (queued)
     kAttempt,    // an upstream try is in flight; nothing sent to the client yet
+    kBackoff,    // waiting to retry
     kStreaming,  // a streamed answer is being relayed; no way back
     kDone,
   };
@@ -68,16 +72,37 @@ class Exchange final : public UpstreamResponseHandler {
   void onUpstreamFailure(AttemptOutcome outcome, std::string_view detail) override;
 
  private:
+  class Ticket;
+
   void route();
+  void admitShed();
+  void injectFault();
+  void lookupCache();
+  void checkBreaker();
+  void acquireBulkhead();
+  void onBulkheadGranted();
+  void beginAttempts();
   void startAttempt();
+  // A try ended without an answer worth relaying (or with a retriable one):
+  // records it and returns true when a retry has been scheduled.
+  bool endTry(AttemptOutcome outcome, int status);
+  void reportToBreaker(bool success);
+  void releaseHolds();
+  static void wakeCb(int, short, void* arg);
   void buildUpstreamHead(absl::Time now);
   void buildClientHead(const UpstreamResponseHead& head);
+  static bool retryableStatus(const RetryConfig& retry, int status);
   void writeStreamData(std::string_view data);
   void commitStream();
   void failBeforeAnswer(AttemptOutcome outcome);
   void abortStream(std::string_view code);
-  void replyLocal(int status, std::string_view code, std::string_view message);
-  void finish(int status, AnswerSource source, bool aborted);
+  void replyLocal(int status, std::string_view code, std::string_view message,
+                  std::optional<int> retry_after_seconds = std::nullopt);
+  // Ends the request: releases its holds, records it, sends `last` and
+  // `last2` (the final bytes of the answer, if any), then hands the
+  // connection back.
+  void finish(int status, AnswerSource source, bool aborted, std::string_view last = {},
+              std::string_view last2 = {});
   // Counts the request in the metrics and writes its access-log line.
   void record(int status, AnswerSource source);
   void recordAttempt(AttemptOutcome outcome);
@@ -95,6 +120,7 @@ class Exchange final : public UpstreamResponseHandler {
   std::shared_ptr<const Snapshot> snapshot_;  // the config this request started with
   const RouteConfig* route_ = nullptr;
   const UpstreamConfig* upstream_config_ = nullptr;
+  RouteRuntime* runtime_ = nullptr;
   UpstreamClient* upstream_ = nullptr;
   std::string request_id_;
   bool request_id_generated_ = false;
@@ -102,6 +128,17 @@ class Exchange final : public UpstreamResponseHandler {
   bool close_ = false;
   absl::Time start_;
   absl::Time deadline_;
+
+  // Holds on shared policy state, given back when the request ends.
+  bool shed_admitted_ = false;
+  bool bulkhead_held_ = false;
+  bool queued_ = false;       // waiting in the bulkhead queue
+  bool permit_held_ = false;  // a breaker permit for the current/next try
+  bool permit_probe_ = false;
+  std::shared_ptr<Ticket> ticket_;  // bulkhead queue entry (a grant may come from any thread)
+  event wake_;                      // activated by a bulkhead grant
+  std::optional<policy::Backoff> backoff_;
+  std::optional<absl::Duration> retry_after_;
 
   // The current try.
   UpstreamCall* call_ = nullptr;

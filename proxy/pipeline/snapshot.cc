@@ -65,7 +65,7 @@ int RouteTable::match(std::string_view method, std::string_view path,
 }
 
 absl::StatusOr<std::shared_ptr<const Snapshot>> Snapshot::build(
-    std::shared_ptr<const Config> config) {
+    std::shared_ptr<const Config> config, const Snapshot* previous) {
   auto snap = std::make_shared<Snapshot>();
   snap->config = config;
   auto routes = RouteTable::build(*config);
@@ -97,8 +97,24 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> Snapshot::build(
       return absl::InvalidArgumentError(
           absl::StrCat("route ", rc.name, ": unknown upstream ", rc.upstream));
     snap->route_upstream.push_back(idx);
+    snap->runtimes.push_back(
+        std::make_shared<RouteRuntime>(rc, previous ? previous->runtime(rc.name) : nullptr));
+  }
+  if (config->shedding) {
+    if (previous && previous->shedder) {
+      snap->shedder = previous->shedder;  // in-flight counts carry over
+      snap->shedder->reconfigure(*config->shedding);
+    } else {
+      snap->shedder = std::make_shared<policy::Shedder>(*config->shedding);
+    }
   }
   return std::shared_ptr<const Snapshot>(std::move(snap));
+}
+
+RouteRuntime* Snapshot::runtime(std::string_view name) const {
+  for (const auto& r : runtimes)
+    if (r->name() == name) return r.get();
+  return nullptr;
 }
 
 }  // namespace airbag::pipeline

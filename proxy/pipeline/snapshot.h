@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "airbag/config.h"
 #include "proxy/http/headers.h"
+#include "proxy/pipeline/route_runtime.h"
 
 namespace re2 {
 class RE2;
@@ -52,10 +53,19 @@ struct Snapshot {
   RouteTable routes;
   std::vector<ResolvedUpstream> upstreams;  // same order as config->upstreams
   std::vector<int> route_upstream;          // route index -> upstream index
+  // Route index -> the route's shared mutable state (thread-safe inside).
+  std::vector<std::shared_ptr<RouteRuntime>> runtimes;
+  // Global load shedding; null without `shedding`.
+  std::shared_ptr<policy::Shedder> shedder;
 
   // Builds the runtime form. Resolves upstream host names (blocking: call
-  // this on the main thread, never on a worker loop).
-  static absl::StatusOr<std::shared_ptr<const Snapshot>> build(std::shared_ptr<const Config> config);
+  // this on the main thread, never on a worker loop). With `previous` (the
+  // snapshot being replaced on reload), same-named routes keep their state.
+  static absl::StatusOr<std::shared_ptr<const Snapshot>> build(std::shared_ptr<const Config> config,
+                                                               const Snapshot* previous = nullptr);
+
+  // The runtime state of the route named `name`, or null.
+  RouteRuntime* runtime(std::string_view name) const;
 };
 
 }  // namespace airbag::pipeline

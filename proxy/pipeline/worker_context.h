@@ -28,7 +28,7 @@ namespace airbag::pipeline {
 struct WorkerContext {
   event_base* base = nullptr;
   std::shared_ptr<const Snapshot> snapshot;
-  std::vector<std::unique_ptr<UpstreamClient>> upstreams;  // by snapshot upstream index
+  std::vector<UpstreamClient*> upstreams;  // by snapshot upstream index; owned by the worker
   metrics::WorkerMetrics* metrics = nullptr;
   log::AccessLogWriter* access_log = nullptr;
   std::shared_ptr<spdlog::logger> logger;

@@ -15,12 +15,15 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "proxy/admin/admin_server.h"
+#include "proxy/config/config_loader.h"
 #include "proxy/config/config_json.h"
 #include "proxy/log/access_log.h"
 #include "proxy/log/logging.h"
 #include "proxy/metrics/metrics.h"
 #include "proxy/pipeline/snapshot.h"
+#include "proxy/server/route_admin.h"
 #include "proxy/server/worker.h"
 #include "spdlog/spdlog.h"
 
@@ -78,11 +81,22 @@ class Process {
   static void graceCb(evutil_socket_t, short, void* arg);
   static void workerExitCb(evutil_socket_t, short, void* arg);
   void beginDrain(bool exit_after);
+  // Loads the config file again; on success every worker switches to it.
+  // Callable from the main and the admin thread.
+  absl::Status reload();
+  std::shared_ptr<const pipeline::Snapshot> snapshot() const {
+    absl::MutexLock l(&snapshot_mu_);
+    return snapshot_;
+  }
 
   std::shared_ptr<const Config> config_;
   ServerOptions options_;
   std::unique_ptr<event_base, void (*)(event_base*)> base_;
   std::shared_ptr<spdlog::logger> log_;
+  mutable absl::Mutex snapshot_mu_;
+  std::shared_ptr<const pipeline::Snapshot> snapshot_ ABSL_GUARDED_BY(snapshot_mu_);
+  absl::Mutex reload_mu_;  // one reload at a time
+  metrics::Registry* registry_ = nullptr;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::atomic<bool> draining_{false};
   std::atomic<bool> listeners_up_{false};
@@ -96,8 +110,8 @@ absl::StatusOr<int> Process::run() {
   log_ = log::makeLogger("main", config.log);
   auto sink = log::AccessLogSink::open(config.log);
   if (!sink.ok()) return sink.status();
-  auto snapshot = pipeline::Snapshot::build(config_);
-  if (!snapshot.ok()) return snapshot.status();
+  auto initial = pipeline::Snapshot::build(config_);
+  if (!initial.ok()) return initial.status();
 
   int workers = config.listen.workers > 0 ? config.listen.workers
                                           : static_cast<int>(std::thread::hardware_concurrency());
@@ -118,17 +132,36 @@ absl::StatusOr<int> Process::run() {
   }
 
   metrics::Registry registry;
+  {
+    absl::MutexLock l(&snapshot_mu_);
+    snapshot_ = *initial;
+  }
+  registry_ = &registry;
+  registry.addCollector([this](metrics::WorkerMetrics& out) {
+    collectRouteMetrics(*snapshot(), out, absl::Now());
+  });
   worker_exit_ = event_new(base_.get(), -1, EV_PERSIST, &Process::workerExitCb, this);
   auto worker_log = log::makeLogger("worker", config.log);
   for (int i = 0; i < workers; ++i) {
-    workers_.push_back(std::make_unique<Worker>(i, fds[static_cast<size_t>(i)], *snapshot,
+    workers_.push_back(std::make_unique<Worker>(i, fds[static_cast<size_t>(i)], *initial,
                                                 registry.addShard(), sink->get(), worker_log,
                                                 [this] { event_active(worker_exit_, 0, 0); }));
   }
 
   admin::AdminHooks hooks;
-  hooks.config = [this] { return config_; };
+  hooks.config = [this] { return snapshot()->config; };
   hooks.config_json = [](const Config& c) { return config::toJson(c); };
+  hooks.route_state = [this](const Config&, std::string_view route) {
+    return routeState(*snapshot(), route, absl::Now());
+  };
+  hooks.circuit = [this](std::string_view route, std::string_view state) {
+    return setCircuitOverride(*snapshot(), route, state);
+  };
+  hooks.set_fault = [this](std::string_view route, const nlohmann::json& fault) {
+    return setFault(*snapshot(), route, fault);
+  };
+  hooks.clear_fault = [this](std::string_view route) { return clearFault(*snapshot(), route); };
+  hooks.reload = [this] { return reload(); };
   hooks.listeners_up = [this] { return listeners_up_.load(); };
   hooks.draining = [this] { return draining_.load(); };
   hooks.drain = [this] {
@@ -137,15 +170,18 @@ absl::StatusOr<int> Process::run() {
     draining_.store(true);
     for (auto& w : workers_) w->requestDrain(/*exit_when_done=*/false);
   };
+  // Workers first, then the admin port: once /healthz answers, /readyz
+  // already sees the listeners up.
+  for (auto& w : workers_) w->start();
+  listeners_up_.store(true);
   auto admin = admin::AdminServer::start(config.admin, hooks, registry,
                                          log::makeLogger("admin", config.log));
   if (!admin.ok()) {
+    for (auto& w : workers_) w->requestStop();
+    for (auto& w : workers_) w->join();
     workers_.clear();
     return admin.status();
   }
-
-  for (auto& w : workers_) w->start();
-  listeners_up_.store(true);
   log_->info("airbag listening on {}:{} with {} worker(s); admin on {}:{}", config.listen.bind.host,
              port, workers, config.admin.bind.host, (*admin)->port());
 
@@ -175,8 +211,8 @@ absl::StatusOr<int> Process::run() {
 void Process::signalCb(evutil_socket_t sig, short, void* arg) {
   auto* self = static_cast<Process*>(arg);
   if (sig == SIGHUP) {
-    self->log_->warn("SIGHUP: configuration reload is not available in this version; "
-                     "restart to apply a new configuration");
+    self->log_->info("SIGHUP: reloading {}", self->config_->source_path);
+    (void)self->reload();  // the outcome is logged and counted
     return;
   }
   if (self->exiting_) {
@@ -187,6 +223,35 @@ void Process::signalCb(evutil_socket_t sig, short, void* arg) {
   self->log_->info("{}: draining (grace {})", sig == SIGTERM ? "SIGTERM" : "SIGINT",
                    absl::FormatDuration(self->options_.drain_grace));
   self->beginDrain(/*exit_after=*/true);
+}
+
+absl::Status Process::reload() {
+  absl::MutexLock serial(&reload_mu_);
+  std::shared_ptr<const pipeline::Snapshot> current = snapshot();
+  const std::string path = current->config->source_path;
+  auto fail = [&](const absl::Status& s) {
+    log_->error("reload of {} failed; keeping the running configuration:\n{}", path,
+                std::string(s.message()));
+    registry_->recordConfigReload(false);
+    return s;
+  };
+  auto config = config::loadFile(path);
+  if (!config.ok()) return fail(config.status());
+  auto next = pipeline::Snapshot::build(*config, current.get());
+  if (!next.ok()) return fail(next.status());
+  const Config& was = *current->config;
+  const Config& now = *(*next)->config;
+  if (now.listen.address != was.listen.address || now.listen.workers != was.listen.workers ||
+      now.admin.address != was.admin.address || now.log.access_log != was.log.access_log)
+    log_->warn("reload: listen, admin and access_log changes take effect only after a restart");
+  {
+    absl::MutexLock l(&snapshot_mu_);
+    snapshot_ = *next;
+  }
+  for (auto& w : workers_) w->updateSnapshot(*next);
+  registry_->recordConfigReload(true);
+  log_->info("reloaded {} ({} route(s))", path, now.routes.size());
+  return absl::OkStatus();
 }
 
 void Process::beginDrain(bool exit_after) {

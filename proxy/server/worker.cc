@@ -8,7 +8,6 @@
 
 #include "proxy/metrics/metrics.h"
 #include "proxy/server/client_connection.h"
-#include "proxy/upstream/http_pool.h"
 #include "spdlog/spdlog.h"
 
 namespace airbag::server {
@@ -18,6 +17,9 @@ constexpr timeval kFlushEvery = {0, 100 * 1000};
 
 event_base* newBase() {
   event_config* cfg = event_config_new();
+  // Deadlines are promised to the millisecond; the default coarse clock can
+  // fire timers up to a tick (~4 ms) early.
+  event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER);
   // One thread owns the base; other threads only wake it with event_active,
   // which stays safe because the process enables libevent's thread support.
   event_base* base = event_base_new_with_config(cfg);
@@ -37,27 +39,15 @@ Worker::Worker(int index, evutil_socket_t listen_fd,
       access_log_(sink, snapshot->config->log.format),
       on_exit_(std::move(on_exit)) {
   ctx_.base = base_.get();
-  ctx_.snapshot = std::move(snapshot);
   ctx_.metrics = metrics;
   ctx_.access_log = sink && sink->enabled() ? &access_log_ : nullptr;
   ctx_.logger = std::move(logger);
-  const Config& config = *ctx_.snapshot->config;
-  size_t workers = static_cast<size_t>(std::max(1, config.listen.workers));
-  for (const pipeline::ResolvedUpstream& u : ctx_.snapshot->upstreams) {
-    upstream::HttpPoolOptions o;
-    o.name = u.config->name;
-    o.address = u.address;
-    o.address_len = u.address_len;
-    o.connect_timeout = u.config->connect_timeout;
-    // max_connections is per upstream for the whole process.
-    o.max_connections =
-        std::max<uint32_t>(1, static_cast<uint32_t>((u.config->max_connections + workers - 1) / workers));
-    ctx_.upstreams.push_back(std::make_unique<upstream::HttpPool>(ctx_.base, o, metrics));
-  }
+  applySnapshot(std::move(snapshot));
   event_assign(&reap_, ctx_.base, -1, 0, &Worker::reapCb, this);
   event_assign(&flush_, ctx_.base, -1, EV_PERSIST, &Worker::flushCb, this);
   event_assign(&drain_, ctx_.base, -1, 0, &Worker::drainCb, this);
   event_assign(&stop_, ctx_.base, -1, 0, &Worker::stopCb, this);
+  event_assign(&reload_, ctx_.base, -1, 0, &Worker::reloadCb, this);
   listener_ = evconnlistener_new(ctx_.base, &Worker::acceptCb, this,
                                  LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, -1, listen_fd_);
 }
@@ -68,11 +58,57 @@ Worker::~Worker() {
   event_del(&flush_);
   event_del(&drain_);
   event_del(&stop_);
+  event_del(&reload_);
   conns_.clear();
   doomed_.clear();
   if (listener_) evconnlistener_free(listener_);
   access_log_.flush();
   ctx_.upstreams.clear();
+  pools_.clear();
+}
+
+void Worker::applySnapshot(std::shared_ptr<const pipeline::Snapshot> snapshot) {
+  const Config& config = *snapshot->config;
+  size_t workers = static_cast<size_t>(std::max(1, config.listen.workers));
+  std::vector<UpstreamClient*> clients;
+  for (const pipeline::ResolvedUpstream& u : snapshot->upstreams) {
+    upstream::HttpPoolOptions o;
+    o.name = u.config->name;
+    o.address = u.address;
+    o.address_len = u.address_len;
+    o.connect_timeout = u.config->connect_timeout;
+    // max_connections is per upstream for the whole process.
+    o.max_connections = std::max<uint32_t>(
+        1, static_cast<uint32_t>((u.config->max_connections + workers - 1) / workers));
+    upstream::HttpPool* found = nullptr;
+    for (auto& p : pools_)
+      if (p->sameOptions(o)) found = p.get();
+    if (!found) {
+      pools_.push_back(std::make_unique<upstream::HttpPool>(ctx_.base, o, ctx_.metrics));
+      found = pools_.back().get();
+    }
+    clients.push_back(found);
+  }
+  ctx_.upstreams = std::move(clients);
+  ctx_.snapshot = std::move(snapshot);
+}
+
+void Worker::updateSnapshot(std::shared_ptr<const pipeline::Snapshot> snapshot) {
+  {
+    absl::MutexLock l(&pending_mu_);
+    pending_ = std::move(snapshot);
+  }
+  event_active(&reload_, 0, 0);
+}
+
+void Worker::reloadCb(int, short, void* arg) {
+  auto* self = static_cast<Worker*>(arg);
+  std::shared_ptr<const pipeline::Snapshot> next;
+  {
+    absl::MutexLock l(&self->pending_mu_);
+    next = std::move(self->pending_);
+  }
+  if (next) self->applySnapshot(std::move(next));
 }
 
 void Worker::start() {

@@ -13,7 +13,9 @@
 
 #include "airbag/config.h"
 #include "proxy/log/access_log.h"
+#include "absl/synchronization/mutex.h"
 #include "proxy/pipeline/worker_context.h"
+#include "proxy/upstream/http_pool.h"
 
 struct evconnlistener;
 
@@ -39,6 +41,9 @@ class Worker {
   void requestDrain(bool exit_when_done);
   // Thread-safe. Ends the loop now (after the grace period).
   void requestStop();
+  // Thread-safe. New requests use `snapshot` from the worker's next loop pass;
+  // requests in flight keep the one they started with.
+  void updateSnapshot(std::shared_ptr<const pipeline::Snapshot> snapshot);
   // Joins the thread (after it ended).
   void join();
   bool finished() const { return finished_.load(); }
@@ -56,8 +61,10 @@ class Worker {
   static void flushCb(int, short, void* arg);
   static void drainCb(int, short, void* arg);
   static void stopCb(int, short, void* arg);
+  static void reloadCb(int, short, void* arg);
   void run();
   void onDrain();
+  void applySnapshot(std::shared_ptr<const pipeline::Snapshot> snapshot);
   void maybeExit();
 
   int index_;
@@ -67,6 +74,12 @@ class Worker {
   pipeline::WorkerContext ctx_;
   log::AccessLogWriter access_log_;
   std::function<void()> on_exit_;
+  // Every pool ever made: a pool replaced on reload may still carry requests
+  // that started before, so it is kept (idle) rather than freed.
+  std::vector<std::unique_ptr<upstream::HttpPool>> pools_;
+  absl::Mutex pending_mu_;
+  std::shared_ptr<const pipeline::Snapshot> pending_ ABSL_GUARDED_BY(pending_mu_);
+  event reload_;
   std::list<std::unique_ptr<ClientConnection>> conns_;
   std::vector<std::unique_ptr<ClientConnection>> doomed_;
   event reap_;

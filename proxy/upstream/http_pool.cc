@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 
 #include "proxy/metrics/metrics.h"
 
@@ -318,6 +319,13 @@ void HttpPool::Conn::onEvent(short events) {
 HttpPool::HttpPool(event_base* base, HttpPoolOptions options, metrics::WorkerMetrics* metrics)
     : base_(base), options_(std::move(options)), metrics_(metrics) {
   reap_ = event_new(base_, -1, 0, &HttpPool::reapCb, this);
+}
+
+bool HttpPool::sameOptions(const HttpPoolOptions& o) const {
+  return o.name == options_.name && o.address_len == options_.address_len &&
+         std::memcmp(&o.address, &options_.address, o.address_len) == 0 &&
+         o.connect_timeout == options_.connect_timeout &&
+         o.max_connections == options_.max_connections && o.max_idle == options_.max_idle;
 }
 
 HttpPool::~HttpPool() {

@@ -48,6 +48,9 @@ class HttpPool final : public UpstreamClient {
   UpstreamCall* start(const UpstreamRequest& request, UpstreamResponseHandler* handler) override;
   uint64_t connectionsOpened() const override { return opened_; }
 
+  // True when this pool was made with options equal to `o` (reload reuses it).
+  bool sameOptions(const HttpPoolOptions& o) const;
+
   size_t idleConnections() const { return idle_.size(); }
   size_t openConnections() const { return conns_.size(); }
 

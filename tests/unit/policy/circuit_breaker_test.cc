@@ -81,6 +81,10 @@ struct Case {
   std::vector<Step> steps;
 };
 
+// Names the case in test output instead of dumping its bytes.
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
+
+
 CircuitBreakerConfig with(void (*edit)(CircuitBreakerConfig&)) {
   CircuitBreakerConfig c = baseConfig();
   edit(c);

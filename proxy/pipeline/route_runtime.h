@@ -1,0 +1,49 @@
+// Mutable per-route state shared by every worker: the route's retry budget,
+// circuit breaker and bulkhead (each internally synchronised, so a route
+// trips once, not once per worker), plus runtime fault settings. It lives
+// beside the immutable snapshot, keyed by route name; on reload a route
+// whose name is unchanged keeps the same policy objects (reconfigured in
+// place), so its breaker, bulkhead and budget state carry over.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/synchronization/mutex.h"
+#include "airbag/config.h"
+#include "policy/bulkhead.h"
+#include "policy/circuit_breaker.h"
+#include "policy/retry_budget.h"
+#include "policy/shedder.h"
+
+namespace airbag::pipeline {
+
+class RouteRuntime {
+ public:
+  // Fresh state for `route`, or, with `previous` (the same-named route of the
+  // config being replaced), that route's state carried over.
+  RouteRuntime(const RouteConfig& route, const RouteRuntime* previous);
+
+  const std::string& name() const { return name_; }
+  policy::RetryBudget& budget() { return *budget_; }
+  policy::Bulkhead& bulkhead() { return *bulkhead_; }
+  // Null when the route has no circuit_breaker.
+  policy::CircuitBreaker* breaker() { return breaker_.get(); }
+
+  // Runtime fault injection set through the admin API; overrides the
+  // route's configured `fault` while set. Thread-safe.
+  std::optional<FaultConfig> faultOverride() const;
+  void setFaultOverride(std::optional<FaultConfig> f);
+
+ private:
+  const std::string name_;
+  RetryBudgetConfig budget_config_;
+  std::shared_ptr<policy::RetryBudget> budget_;
+  std::shared_ptr<policy::Bulkhead> bulkhead_;
+  std::shared_ptr<policy::CircuitBreaker> breaker_;
+  std::shared_ptr<absl::Mutex> fault_mu_;  // shared with successors, like the override
+  std::shared_ptr<std::optional<FaultConfig>> fault_override_;
+};
+
+}  // namespace airbag::pipeline

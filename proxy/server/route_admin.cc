@@ -1,0 +1,144 @@
+// Live route state for the admin API and metrics; see route_admin.h.
+#include "proxy/server/route_admin.h"
+
+#include <string>
+
+#include "proxy/config/units.h"
+#include "proxy/metrics/metrics.h"
+
+namespace airbag::server {
+namespace {
+
+using Json = nlohmann::json;
+
+double seconds(absl::Duration d) { return absl::ToDoubleSeconds(d); }
+
+pipeline::RouteRuntime* find(const pipeline::Snapshot& snap, std::string_view route) {
+  return snap.runtime(route);
+}
+
+absl::Status notFound(std::string_view route) {
+  return absl::NotFoundError("no route named \"" + std::string(route) + "\"");
+}
+
+}  // namespace
+
+Json routeState(const pipeline::Snapshot& snap, std::string_view route, absl::Time now) {
+  Json j = Json::object();
+  pipeline::RouteRuntime* rt = find(snap, route);
+  if (!rt) return j;
+  if (policy::CircuitBreaker* b = rt->breaker()) {
+    policy::CircuitBreaker::Stats s = b->stats(now);
+    static constexpr const char* kOverride[] = {"auto", "open", "closed"};
+    j["circuit"] = {{"state", std::string(policy::circuitStateLabel(s.state))},
+                    {"override", kOverride[static_cast<int>(s.override_mode)]},
+                    {"window_calls", s.calls},
+                    {"window_failures", s.failures},
+                    {"window_slow_calls", s.slow_calls},
+                    {"consecutive_failures", s.consecutive_failures},
+                    {"seconds_until_half_open", seconds(s.until_half_open)},
+                    {"current_open_for_seconds", seconds(s.current_open_for)},
+                    {"probes_in_flight", s.probes_in_flight}};
+  } else {
+    j["circuit"] = nullptr;
+  }
+  policy::Bulkhead::Stats bh = rt->bulkhead().stats();
+  j["bulkhead"] = {{"in_flight", bh.in_flight}, {"queued", bh.queued}, {"rejected", bh.rejected}};
+  policy::RetryBudget::Stats bs = rt->budget().stats(now);
+  j["retry_budget"] = {{"requests_in_window", bs.requests},
+                       {"retries_in_window", bs.retries},
+                       {"retries_allowed_now", bs.allowed_now}};
+  if (auto f = rt->faultOverride()) {
+    j["fault"] = {{"source", "admin"},
+                  {"delay", {{"percent", f->delay_percent}, {"seconds", seconds(f->delay)}}},
+                  {"abort", {{"percent", f->abort_percent}, {"status", f->abort_status}}}};
+  } else {
+    j["fault"] = {{"source", "config"}};
+  }
+  return j;
+}
+
+absl::Status setCircuitOverride(const pipeline::Snapshot& snap, std::string_view route,
+                                std::string_view state) {
+  pipeline::RouteRuntime* rt = find(snap, route);
+  if (!rt) return notFound(route);
+  policy::CircuitBreaker* b = rt->breaker();
+  if (!b)
+    return absl::FailedPreconditionError("route \"" + std::string(route) +
+                                         "\" has no circuit_breaker");
+  if (state == "open")
+    b->setOverride(policy::CircuitOverride::kForceOpen);
+  else if (state == "closed")
+    b->setOverride(policy::CircuitOverride::kForceClosed);
+  else if (state == "auto")
+    b->setOverride(policy::CircuitOverride::kAuto);
+  else
+    return absl::InvalidArgumentError("state must be open, closed or auto");
+  return absl::OkStatus();
+}
+
+absl::Status setFault(const pipeline::Snapshot& snap, std::string_view route, const Json& fault) {
+  pipeline::RouteRuntime* rt = find(snap, route);
+  if (!rt) return notFound(route);
+  FaultConfig f;
+  auto percent = [](const Json& obj, double* out) -> absl::Status {
+    auto it = obj.find("percent");
+    if (it == obj.end()) return absl::OkStatus();
+    if (!it->is_number() || it->get<double>() < 0 || it->get<double>() > 100)
+      return absl::InvalidArgumentError("percent must be a number from 0 to 100");
+    *out = it->get<double>();
+    return absl::OkStatus();
+  };
+  for (auto it = fault.begin(); it != fault.end(); ++it)
+    if (it.key() != "delay" && it.key() != "abort")
+      return absl::InvalidArgumentError("unknown key \"" + it.key() + "\" (expected delay, abort)");
+  if (auto d = fault.find("delay"); d != fault.end()) {
+    if (!d->is_object()) return absl::InvalidArgumentError("delay must be an object");
+    if (absl::Status s = percent(*d, &f.delay_percent); !s.ok()) return s;
+    if (auto dur = d->find("duration"); dur != d->end()) {
+      if (!dur->is_string()) return absl::InvalidArgumentError("delay.duration must be a string such as \"200ms\"");
+      auto parsed = config::parseDuration(dur->get<std::string>());
+      if (!parsed.ok()) return absl::InvalidArgumentError("delay.duration: bad duration");
+      f.delay = *parsed;
+    }
+  }
+  if (auto a = fault.find("abort"); a != fault.end()) {
+    if (!a->is_object()) return absl::InvalidArgumentError("abort must be an object");
+    if (absl::Status s = percent(*a, &f.abort_percent); !s.ok()) return s;
+    if (auto st = a->find("status"); st != a->end()) {
+      if (!st->is_number_integer() || st->get<int>() < 200 || st->get<int>() > 599)
+        return absl::InvalidArgumentError("abort.status must be an HTTP status from 200 to 599");
+      f.abort_status = st->get<int>();
+    }
+  }
+  rt->setFaultOverride(f);
+  return absl::OkStatus();
+}
+
+absl::Status clearFault(const pipeline::Snapshot& snap, std::string_view route) {
+  pipeline::RouteRuntime* rt = find(snap, route);
+  if (!rt) return notFound(route);
+  rt->setFaultOverride(std::nullopt);
+  return absl::OkStatus();
+}
+
+void collectRouteMetrics(const pipeline::Snapshot& snap, metrics::WorkerMetrics& out,
+                         absl::Time now) {
+  const metrics::Families& f = out.families();
+  for (const auto& rt : snap.runtimes) {
+    std::string_view name = rt->name();
+    if (policy::CircuitBreaker* b = rt->breaker()) {
+      out.setGauge(f.circuit_state, {name}, static_cast<double>(static_cast<int>(b->state(now))));
+      for (policy::CircuitState to : {policy::CircuitState::kClosed, policy::CircuitState::kOpen,
+                                      policy::CircuitState::kHalfOpen}) {
+        uint64_t n = b->transitions(to);
+        if (n > 0) out.incCounter(f.circuit_transitions_total, {name, policy::circuitStateLabel(to)}, n);
+      }
+    }
+    policy::Bulkhead::Stats bh = rt->bulkhead().stats();
+    out.setGauge(f.bulkhead_in_flight, {name}, bh.in_flight);
+    out.setGauge(f.bulkhead_queued, {name}, bh.queued);
+  }
+}
+
+}  // namespace airbag::server
