@@ -1,0 +1,172 @@
+// Parsing and RFC 6901 lookup over the rapidjson DOM, plus the value
+// comparisons shared by validation and rules.
+#include "proxy/json/document.h"
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <utility>
+
+namespace airbag::json {
+namespace {
+
+// Iterative parsing keeps a hostile "[[[[..." body from exhausting the stack;
+// full precision makes 1.1, 1.10 and 11e-1 the very same double, which the
+// canonical cache key relies on.
+constexpr unsigned kParseFlags = rapidjson::kParseNanAndInfFlag | rapidjson::kParseIterativeFlag |
+                                 rapidjson::kParseFullPrecisionFlag;
+
+// Compares a member name with one still-escaped pointer token.
+bool tokenEquals(std::string_view token, const char* name, size_t name_len) {
+  size_t n = 0;
+  for (size_t i = 0; i < token.size(); ++i, ++n) {
+    char c = token[i];
+    if (c == '~') {
+      if (i + 1 >= token.size()) return false;
+      c = token[i + 1] == '0' ? '~' : token[i + 1] == '1' ? '/' : '\0';
+      if (c == '\0') return false;
+      ++i;
+    }
+    if (n >= name_len || name[n] != c) return false;
+  }
+  return n == name_len;
+}
+
+// Parses an RFC 6901 array index: "0" or digits without a leading zero.
+bool parseIndex(std::string_view token, rapidjson::SizeType* out) {
+  if (token.empty() || token.size() > 10) return false;
+  if (token.size() > 1 && token[0] == '0') return false;
+  uint64_t v = 0;
+  for (char c : token) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + static_cast<uint64_t>(c - '0');
+  }
+  if (v > UINT32_MAX) return false;
+  *out = static_cast<rapidjson::SizeType>(v);
+  return true;
+}
+
+long double asLongDouble(const rapidjson::Value& v) {
+  if (v.IsInt64()) return static_cast<long double>(v.GetInt64());
+  if (v.IsUint64()) return static_cast<long double>(v.GetUint64());
+  return static_cast<long double>(v.GetDouble());
+}
+
+}  // namespace
+
+Document Document::parse(std::string_view text) {
+  Document d;
+  d.doc_.Parse<kParseFlags>(text.data(), text.size());
+  d.ok_ = !d.doc_.HasParseError();
+  d.text_size_ = text.size();
+  return d;
+}
+
+Document::Document(Document&& other) noexcept
+    : doc_(std::move(other.doc_)), text_size_(other.text_size_), ok_(other.ok_) {
+  other.ok_ = false;
+}
+
+Document& Document::operator=(Document&& other) noexcept {
+  if (this != &other) {
+    doc_ = std::move(other.doc_);
+    text_size_ = other.text_size_;
+    ok_ = other.ok_;
+    other.ok_ = false;
+  }
+  return *this;
+}
+
+const rapidjson::Value* Document::find(std::string_view pointer) const {
+  if (!ok_) return nullptr;
+  return findPointer(doc_, pointer);
+}
+
+const rapidjson::Value* findPointer(const rapidjson::Value& root, std::string_view pointer) {
+  const rapidjson::Value* cur = &root;
+  size_t pos = 0;
+  if (!pointer.empty() && pointer[0] != '/') return nullptr;
+  while (pos < pointer.size()) {
+    // pointer[pos] == '/': the token runs to the next '/'.
+    const size_t start = pos + 1;
+    size_t end = pointer.find('/', start);
+    if (end == std::string_view::npos) end = pointer.size();
+    const std::string_view token = pointer.substr(start, end - start);
+    pos = end;
+    if (cur->IsObject()) {
+      const rapidjson::Value* next = nullptr;
+      for (auto m = cur->MemberBegin(); m != cur->MemberEnd(); ++m) {
+        if (tokenEquals(token, m->name.GetString(), m->name.GetStringLength())) {
+          next = &m->value;
+          break;
+        }
+      }
+      if (next == nullptr) return nullptr;
+      cur = next;
+    } else if (cur->IsArray()) {
+      rapidjson::SizeType index = 0;
+      if (!parseIndex(token, &index) || index >= cur->Size()) return nullptr;
+      cur = &(*cur)[index];
+    } else {
+      return nullptr;
+    }
+  }
+  return cur;
+}
+
+bool isValidPointer(std::string_view pointer) {
+  if (pointer.empty()) return true;
+  if (pointer[0] != '/') return false;
+  for (size_t i = 0; i < pointer.size(); ++i) {
+    if (pointer[i] != '~') continue;
+    if (i + 1 >= pointer.size() || (pointer[i + 1] != '0' && pointer[i + 1] != '1')) return false;
+  }
+  return true;
+}
+
+int compareNumbers(const rapidjson::Value& a, const rapidjson::Value& b) {
+  if (a.IsInt64() && b.IsInt64()) {
+    const int64_t x = a.GetInt64(), y = b.GetInt64();
+    return x < y ? -1 : x > y ? 1 : 0;
+  }
+  if (a.IsUint64() && b.IsUint64()) {
+    const uint64_t x = a.GetUint64(), y = b.GetUint64();
+    return x < y ? -1 : x > y ? 1 : 0;
+  }
+  // Mixed int64/uint64 (one negative, one above INT64_MAX) or any double:
+  // long double holds every int64, uint64 and double exactly.
+  const long double x = asLongDouble(a), y = asLongDouble(b);
+  if (std::isnan(x) || std::isnan(y)) return 2;
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
+bool valueEquals(const rapidjson::Value& a, const rapidjson::Value& b) {
+  if (a.GetType() != b.GetType()) return false;
+  switch (a.GetType()) {
+    case rapidjson::kNullType:
+    case rapidjson::kFalseType:
+    case rapidjson::kTrueType:
+      return true;
+    case rapidjson::kNumberType:
+      return compareNumbers(a, b) == 0;
+    case rapidjson::kStringType:
+      return a.GetStringLength() == b.GetStringLength() &&
+             std::memcmp(a.GetString(), b.GetString(), a.GetStringLength()) == 0;
+    case rapidjson::kArrayType:
+      if (a.Size() != b.Size()) return false;
+      for (rapidjson::SizeType i = 0; i < a.Size(); ++i) {
+        if (!valueEquals(a[i], b[i])) return false;
+      }
+      return true;
+    case rapidjson::kObjectType:
+      if (a.MemberCount() != b.MemberCount()) return false;
+      for (auto m = a.MemberBegin(); m != a.MemberEnd(); ++m) {
+        auto other = b.FindMember(m->name);
+        if (other == b.MemberEnd() || !valueEquals(m->value, other->value)) return false;
+      }
+      return true;
+  }
+  return false;
+}
+
+}  // namespace airbag::json
