@@ -14,6 +14,7 @@
 #include "proxy/http/status.h"
 #include "proxy/log/access_log.h"
 #include "proxy/metrics/metrics.h"
+#include "proxy/pipeline/exchange_ticket.h"
 #include "proxy/pipeline/local_reply.h"
 
 namespace airbag::pipeline {
@@ -52,46 +53,6 @@ void appendHex(std::string& out, uint64_t v) {
 
 }  // namespace
 
-// A place in a route's bulkhead queue. The slot may be granted from another
-// worker's thread, racing with this request ending, so the ticket is shared:
-// while queued it keeps itself alive, and it wakes its owner only while the
-// owner is still waiting for it.
-class Exchange::Ticket final : public policy::BulkheadWaiter {
- public:
-  Ticket(event* wake) : wake_(wake) {}
-
-  void onGranted() override {
-    std::shared_ptr<Ticket> keep;
-    {
-      absl::MutexLock l(&mu_);
-      keep = std::move(self_);
-      if (waiting_) event_active(wake_, 0, 0);
-    }
-  }
-  // Called by the owner before queueing.
-  void arm(std::shared_ptr<Ticket> self) {
-    absl::MutexLock l(&mu_);
-    self_ = std::move(self);
-    waiting_ = true;
-  }
-  // Called by the owner when it stops waiting (granted, timed out, gone).
-  void disarm() {
-    absl::MutexLock l(&mu_);
-    waiting_ = false;
-  }
-  // After a successful Bulkhead::cancel no grant will come.
-  void dropSelf() {
-    absl::MutexLock l(&mu_);
-    self_.reset();
-  }
-
- private:
-  absl::Mutex mu_;
-  event* const wake_;
-  std::shared_ptr<Ticket> self_ ABSL_GUARDED_BY(mu_);
-  bool waiting_ ABSL_GUARDED_BY(mu_) = false;
-};
-
 Exchange::Exchange(WorkerContext& ctx, Downstream& down) : ctx_(ctx), down_(down) {
   event_assign(&timer_, ctx_.base, -1, 0, &Exchange::timerCb, this);
   event_assign(&wake_, ctx_.base, -1, 0, &Exchange::wakeCb, this);
@@ -116,6 +77,17 @@ void Exchange::start(const RequestView& request) {
   shed_admitted_ = bulkhead_held_ = permit_held_ = permit_probe_ = queued_ = false;
   backoff_.reset();
   retry_after_.reset();
+  circuit_retry_after_s_ = 1;
+  setSource(AnswerSource::kUpstream);
+  cache_status_ = {};
+  cache_key_.clear();
+  fill_leader_ = false;
+  stored_.reset();
+  store_stream_ = false;
+  stale_tried_ = false;
+  fallback_next_ = 0;
+  fallback_step_ = -1;
+  request_json_parsed_ = false;
   upstream_time_ = absl::ZeroDuration();
   status_ = 0;
   got_head_ = streaming_ = committed_ = paused_ = sse_ = false;
@@ -172,8 +144,7 @@ void Exchange::admitShed() {
         ctx_.metrics->incCounter(ctx_.metrics->families().shed_total,
                                  {kPriority[static_cast<int>(route_->priority)]});
       }
-      replyLocal(429, "shed", "airbag is at its in-flight limit; lower-priority work is shed",
-                 1);
+      runFallback(Failure::kShed);
       return;
     }
     shed_admitted_ = true;
@@ -186,7 +157,9 @@ void Exchange::injectFault() {
   std::optional<FaultConfig> over = runtime_->faultOverride();
   const FaultConfig& f = over ? *over : route_->fault;
   if (f.abort_percent > 0 && absl::Uniform(ctx_.rng, 0.0, 100.0) < f.abort_percent) {
-    replyLocal(f.abort_status, "fault_abort", "aborted by fault injection");
+    // An injected abort is an upstream failure: the ladder takes over.
+    fault_status_ = f.abort_status;
+    runFallback(Failure::kFaultAbort);
     return;
   }
   if (f.delay_percent > 0 && f.delay > absl::ZeroDuration() &&
@@ -197,19 +170,14 @@ void Exchange::injectFault() {
   lookupCache();
 }
 
-void Exchange::lookupCache() {
-  stage_ = Stage::kCacheLookup;
-  checkBreaker();
-}
-
 void Exchange::checkBreaker() {
   stage_ = Stage::kCircuitBreaker;
   if (policy::CircuitBreaker* breaker = runtime_->breaker()) {
     policy::CircuitBreaker::Permit p = breaker->tryAcquire(ctx_.now());
     if (!p.allowed) {
-      int secs = static_cast<int>(absl::ToInt64Seconds(absl::Ceil(p.retry_after, absl::Seconds(1))));
-      replyLocal(503, "circuit_open", "the circuit breaker of this route is open",
-                 std::max(1, secs));
+      circuit_retry_after_s_ = std::max<int>(
+          1, static_cast<int>(absl::ToInt64Seconds(absl::Ceil(p.retry_after, absl::Seconds(1)))));
+      runFallback(Failure::kCircuitOpen);
       return;
     }
     permit_held_ = true;
@@ -239,13 +207,21 @@ void Exchange::acquireBulkhead() {
       if (ctx_.metrics)
         ctx_.metrics->incCounter(ctx_.metrics->families().bulkhead_rejected_total,
                                  {route_->name});
-      replyLocal(429, "bulkhead_full", "too many requests in flight for this route", 1);
+      runFallback(Failure::kBulkheadFull);
       return;
   }
 }
 
-void Exchange::wakeCb(int, short, void* arg) {
-  static_cast<Exchange*>(arg)->onBulkheadGranted();
+void Exchange::wakeCb(int, short, void* arg) { static_cast<Exchange*>(arg)->onWake(); }
+
+void Exchange::onWake() {
+  if (queued_) {
+    onBulkheadGranted();
+  } else if (stage_ == Stage::kCoalesced && ticket_) {
+    ticket_->disarm();
+    event_del(&timer_);
+    onFillDone(ticket_->takeFilled());
+  }
 }
 
 void Exchange::onBulkheadGranted() {
@@ -267,7 +243,7 @@ void Exchange::startAttempt() {
   stage_ = Stage::kAttempt;
   absl::Time now = ctx_.now();
   if (now >= deadline_) {
-    failBeforeAnswer(AttemptOutcome::kTimeout);
+    runFallback(Failure::kTimeout);
     return;
   }
   if (!permit_held_) {
@@ -275,21 +251,25 @@ void Exchange::startAttempt() {
       // A retry asks the breaker again: one that opened meanwhile stops it.
       policy::CircuitBreaker::Permit p = breaker->tryAcquire(now);
       if (!p.allowed) {
-        int secs =
-            static_cast<int>(absl::ToInt64Seconds(absl::Ceil(p.retry_after, absl::Seconds(1))));
-        replyLocal(503, "circuit_open", "the circuit breaker of this route is open",
-                   std::max(1, secs));
+        circuit_retry_after_s_ = std::max<int>(
+            1, static_cast<int>(absl::ToInt64Seconds(absl::Ceil(p.retry_after, absl::Seconds(1)))));
+        runFallback(Failure::kCircuitOpen);
         return;
       }
       permit_held_ = true;
       permit_probe_ = p.probe;
     }
   }
-  retry_after_.reset();
   policy::TryDeadlines d = policy::tryDeadlines(now, deadline_, route_->timeout);
+  launchTry(now, d.end, d.first_byte);
+}
+
+void Exchange::launchTry(absl::Time now, absl::Time end, absl::Time first_byte) {
+  stage_ = Stage::kAttempt;
+  retry_after_.reset();
   try_start_ = now;
-  try_end_ = d.end;
-  first_byte_by_ = d.first_byte;
+  try_end_ = end;
+  first_byte_by_ = first_byte;
   got_head_ = streaming_ = committed_ = paused_ = sse_ = false;
   body_.clear();
   ++attempts_;
@@ -336,21 +316,34 @@ void Exchange::onUpstreamHeaders(const UpstreamResponseHead& head) {
   status_ = head.status;
   bool no_body = req_.method == "HEAD" || head.status == 204 || head.status == 304;
   std::string_view content_type;
+  // Only the route's own answers are stored, and only storable statuses.
+  bool keep = fallback_step_ < 0 && !cache_key_.empty() && route_->cache &&
+              std::find(route_->cache->statuses.begin(), route_->cache->statuses.end(),
+                        head.status) != route_->cache->statuses.end();
+  answer_headers_.clear();
+  answer_cache_control_.clear();
   for (size_t i = 0; i < head.headerCount(); ++i) {
     std::string_view name = head.headerName(i);
     if (http::iequals(name, "content-type"))
       content_type = head.headerValue(i);
     else if (http::iequals(name, "retry-after"))
       retry_after_ = policy::parseRetryAfter(head.headerValue(i), ctx_.now());
+    else if (http::iequals(name, "cache-control"))
+      answer_cache_control_.assign(head.headerValue(i));
+    if (keep && !http::isHopByHop(name) && !isOwnResponseHeader(name) &&
+        !http::iequals(name, "content-length"))
+      answer_headers_.emplace_back(name, head.headerValue(i));
   }
   sse_ = http::startsWithIgnoreCase(content_type, "text/event-stream");
   streaming_ = !no_body && (isStreamingType(content_type) || !head.has_content_length ||
                             head.content_length > kMaxBufferedBody);
-  // An answer that may be retried is held back whole (error bodies are small)
-  // so that nothing of it reaches the client before the retry decision.
-  if (streaming_ && retryableStatus(route_->retry, head.status) &&
+  // An answer that may be retried or replaced is held back whole (error
+  // bodies are small) so that nothing of it reaches the client first.
+  if (streaming_ && (head.status >= 500 || retryableStatus(route_->retry, head.status)) &&
       (!head.has_content_length || head.content_length <= kMaxBufferedBody))
     streaming_ = false;
+  store_stream_ = keep && streaming_ && route_->cache->streams;
+  stream_copy_.clear();
   chunked_to_client_ = streaming_ && !head.has_content_length && req_.version_minor >= 1;
   if (streaming_ && !head.has_content_length && !chunked_to_client_) close_ = true;
   buildClientHead(head);
@@ -382,8 +375,9 @@ void Exchange::buildClientHead(const UpstreamResponseHead& head) {
     if (http::iequals(name, "content-length") && !no_body) continue;
     http::append(h, name, ": ", head.headerValue(i), "\r\n");
   }
-  http::append(h, "x-airbag-source: upstream\r\nx-airbag-attempts: ", attempts_,
-                  "\r\nx-request-id: ", request_id_, "\r\n");
+  http::append(h, "x-airbag-source: ", source_label_, "\r\nx-airbag-attempts: ", attempts_,
+               "\r\nx-request-id: ", request_id_, "\r\n");
+  if (!cache_status_.empty()) http::append(h, "x-airbag-cache: ", cache_status_, "\r\n");
   if (!no_body) {
     if (head.has_content_length)
       http::append(h, "content-length: ", head.content_length, "\r\n");
@@ -404,6 +398,12 @@ void Exchange::onUpstreamData(std::string_view data) {
   }
   if (!committed_) commitStream();
   writeStreamData(data);
+  if (store_stream_) {
+    if (stream_copy_.size() + data.size() <= route_->cache->max_entry_bytes)
+      stream_copy_.append(data);
+    else
+      store_stream_ = false;  // too big to keep; relayed all the same
+  }
   armTimer(ctx_.now() + route_->timeout.idle);
   if (!paused_ && call_ && down_.pendingBytes() > kPauseUpstreamAt) {
     paused_ = true;
@@ -443,20 +443,37 @@ void Exchange::onDownstreamWritable() {
 void Exchange::onUpstreamComplete() {
   call_ = nullptr;
   AttemptOutcome outcome = status_ >= 500 ? AttemptOutcome::kError5xx : AttemptOutcome::kOk;
-  if (!committed_) {
-    if (endTry(outcome, status_)) return;  // retrying: this answer is dropped
-  } else {
+  if (committed_) {
+    // A streamed answer already under way: nothing left to decide.
     upstream_time_ += ctx_.now() - try_start_;
     recordAttempt(outcome);
     reportToBreaker(outcome == AttemptOutcome::kOk);
-  }
-  if (!streaming_) {
-    bytes_sent_ = static_cast<int64_t>(body_.size());
-    finish(status_, AnswerSource::kUpstream, /*aborted=*/false, client_head_, body_);
+    maybeStore();
+    finish(status_, /*aborted=*/false,
+           chunked_to_client_ ? std::string_view("0\r\n\r\n") : std::string_view());
     return;
   }
-  if (!committed_) commitStream();
-  finish(status_, AnswerSource::kUpstream, /*aborted=*/false,
+  if (outcome == AttemptOutcome::kOk && !streaming_ && !validateAnswer())
+    outcome = AttemptOutcome::kInvalid;
+  if (endTry(outcome, status_)) return;  // retrying: this answer is dropped
+  bool failed = outcome != AttemptOutcome::kOk ||
+                (fallback_step_ < 0 && retryableStatus(route_->retry, status_));
+  if (failed) {
+    runFallback(outcome == AttemptOutcome::kInvalid ? Failure::kInvalid : Failure::kAnswer);
+    return;
+  }
+  if (fallback_step_ >= 0 && ctx_.metrics)
+    ctx_.metrics->incCounter(ctx_.metrics->families().fallbacks_total,
+                             {route_->name, source_label_});
+  if (!streaming_) {
+    maybeStore();
+    bytes_sent_ = static_cast<int64_t>(body_.size());
+    finish(status_, /*aborted=*/false, client_head_, body_);
+    return;
+  }
+  commitStream();
+  maybeStore();
+  finish(status_, /*aborted=*/false,
          chunked_to_client_ ? std::string_view("0\r\n\r\n") : std::string_view());
 }
 
@@ -469,8 +486,12 @@ void Exchange::onUpstreamFailure(AttemptOutcome outcome, std::string_view detail
     abortStream(outcome == AttemptOutcome::kTimeout ? "timeout" : "upstream_reset");
     return;
   }
+  onTryFailed(outcome);
+}
+
+void Exchange::onTryFailed(AttemptOutcome outcome) {
   if (endTry(outcome, 0)) return;
-  failBeforeAnswer(outcome);
+  runFallback(outcome == AttemptOutcome::kTimeout ? Failure::kTimeout : Failure::kUnavailable);
 }
 
 bool Exchange::endTry(AttemptOutcome outcome, int status) {
@@ -478,7 +499,9 @@ bool Exchange::endTry(AttemptOutcome outcome, int status) {
   upstream_time_ += now - try_start_;
   recordAttempt(outcome);
   reportToBreaker(outcome == AttemptOutcome::kOk);
-  if (route_->retry.attempts <= 1) return false;
+  if (outcome == AttemptOutcome::kInvalid && ctx_.metrics)
+    ctx_.metrics->incCounter(ctx_.metrics->families().validation_failures_total, {route_->name});
+  if (fallback_step_ >= 0 || route_->retry.attempts <= 1) return false;
   policy::TryResult r;
   r.outcome = outcome;
   r.status = status;
@@ -499,14 +522,14 @@ bool Exchange::endTry(AttemptOutcome outcome, int status) {
 void Exchange::reportToBreaker(bool success) {
   if (!permit_held_) return;
   permit_held_ = false;
-  if (policy::CircuitBreaker* breaker = runtime_->breaker())
+  if (policy::CircuitBreaker* breaker = currentBreaker())
     breaker->onResult(ctx_.now(), success, ctx_.now() - try_start_, permit_probe_);
 }
 
 void Exchange::releaseHolds() {
   if (permit_held_) {
     permit_held_ = false;
-    if (policy::CircuitBreaker* breaker = runtime_ ? runtime_->breaker() : nullptr)
+    if (policy::CircuitBreaker* breaker = runtime_ ? currentBreaker() : nullptr)
       breaker->onAbandoned(permit_probe_);
   }
   if (queued_) {
@@ -525,21 +548,18 @@ void Exchange::releaseHolds() {
     bulkhead_held_ = false;
     runtime_->bulkhead().release();
   }
+  if (fill_leader_) leaveFill(stored_);
+  if (stage_ == Stage::kCoalesced && ticket_) {
+    ticket_->disarm();
+    if (snapshot_->cache->leaveFill(cache_key_, ticket_.get()))
+      ticket_->dropSelf();
+    else
+      ticket_.reset();  // its wake-up may still come; the next request gets a new ticket
+    event_del(&wake_);
+  }
   if (shed_admitted_) {
     shed_admitted_ = false;
     snapshot_->shedder->release(route_->priority);
-  }
-}
-
-void Exchange::failBeforeAnswer(AttemptOutcome outcome) {
-  // Retries and the fallback chain plug in here; without them the client
-  // gets the local error reply for what went wrong.
-  if (outcome == AttemptOutcome::kTimeout) {
-    replyLocal(504, "timeout", "the upstream did not answer in time");
-  } else {
-    replyLocal(503, "upstream_unavailable",
-               outcome == AttemptOutcome::kConnect ? "could not connect to the upstream"
-                                                   : "the upstream closed the connection");
   }
 }
 
@@ -552,7 +572,7 @@ void Exchange::abortStream(std::string_view code) {
     writeStreamData(ev);
   }
   close_ = true;
-  finish(status_, AnswerSource::kUpstream, /*aborted=*/true);
+  finish(status_, /*aborted=*/true);
 }
 
 void Exchange::replyLocal(int status, std::string_view code, std::string_view message,
@@ -568,20 +588,31 @@ void Exchange::replyLocal(int status, std::string_view code, std::string_view me
   r.close = close_;
   r.http10_keep_alive = req_.version_minor == 0;
   r.retry_after_seconds = retry_after_seconds;
+  r.cache = cache_status_;
+  setSource(AnswerSource::kNone);
   scratch_.clear();
   appendLocalReply(scratch_, r);
   bytes_sent_ = static_cast<int64_t>(scratch_.size());
-  finish(status, AnswerSource::kNone, /*aborted=*/false, scratch_);
+  finish(status, /*aborted=*/false, scratch_);
 }
 
 void Exchange::recordAttempt(AttemptOutcome outcome) {
   if (ctx_.metrics) ctx_.metrics->recordAttempt(route_->name, upstream_config_->name, outcome);
 }
 
-void Exchange::record(int status, AnswerSource source) {
+void Exchange::setSource(AnswerSource source, std::string_view detail) {
+  source_ = source;
+  source_label_.assign(answerSourceLabel(source));
+  if (!detail.empty()) {
+    source_label_ += ':';
+    source_label_.append(detail);
+  }
+}
+
+void Exchange::record(int status) {
   absl::Time now = ctx_.now();
   std::string_view route_name = route_ ? std::string_view(route_->name) : std::string_view();
-  std::string_view source_label = answerSourceLabel(source);
+  std::string_view source_label = source_label_;
   if (ctx_.metrics) {
     ctx_.metrics->recordRequest(route_name, source_label, status, now - start_);
     ctx_.metrics->addInFlight(-1);
@@ -599,20 +630,20 @@ void Exchange::record(int status, AnswerSource source) {
     e.upstream_time = upstream_time_;
     e.total_time = now - start_;
     e.bytes_sent = bytes_sent_;
+    e.cache = cache_status_;
     if (policy::CircuitBreaker* b = runtime_ ? runtime_->breaker() : nullptr)
       e.breaker = policy::circuitStateLabel(b->state(now));
     ctx_.access_log->append(e);
   }
 }
 
-void Exchange::finish(int status, AnswerSource source, bool aborted, std::string_view last,
-                      std::string_view last2) {
+void Exchange::finish(int status, bool aborted, std::string_view last, std::string_view last2) {
   event_del(&timer_);
   releaseHolds();
   stage_ = Stage::kDone;
   // Counted before the last bytes go out, so a client that has its answer
   // also finds it in the metrics and the access log.
-  record(status, source);
+  record(status);
   if (!last.empty() || !last2.empty()) down_.write(last, last2);
   if (aborted)
     down_.responseAborted();
@@ -630,7 +661,8 @@ void Exchange::cancel() {
   releaseHolds();
   stage_ = Stage::kDone;
   // 499: the client closed the connection before the answer was complete.
-  record(499, AnswerSource::kNone);
+  setSource(AnswerSource::kNone);
+  record(499);
 }
 
 void Exchange::armTimer(absl::Time at) {
@@ -661,7 +693,18 @@ void Exchange::onTimer() {
       if (ctx_.metrics)
         ctx_.metrics->incCounter(ctx_.metrics->families().bulkhead_rejected_total,
                                  {route_->name});
-      replyLocal(429, "bulkhead_full", "waited too long for a free slot on this route", 1);
+      runFallback(Failure::kBulkheadFull);
+      return;
+    case Stage::kCoalesced:  // the leader's fetch outlived this request's deadline
+      ticket_->disarm();
+      if (snapshot_->cache->leaveFill(cache_key_, ticket_.get())) {
+        ticket_->dropSelf();
+        runFallback(Failure::kTimeout);
+      } else {
+        ticket_.reset();  // filled at the last moment: its wake-up brings the answer
+        event_del(&wake_);
+        onFillDone(nullptr);
+      }
       return;
     case Stage::kBackoff:
       startAttempt();
@@ -683,8 +726,7 @@ void Exchange::onTimer() {
     abortStream("timeout");
     return;
   }
-  if (endTry(AttemptOutcome::kTimeout, 0)) return;
-  failBeforeAnswer(AttemptOutcome::kTimeout);
+  onTryFailed(AttemptOutcome::kTimeout);
 }
 
 }  // namespace airbag::pipeline

@@ -17,7 +17,9 @@
 #include "absl/time/time.h"
 #include "airbag/outcome.h"
 #include "policy/backoff.h"
+#include "policy/cache_store.h"
 #include "policy/circuit_breaker.h"
+#include "proxy/json/document.h"
 #include "airbag/upstream_client.h"
 #include "proxy/http/headers.h"
 #include "proxy/pipeline/downstream.h"
@@ -43,6 +45,7 @@ class Exchange final : public UpstreamResponseHandler {
     kShedding,
     kFault,
     kCacheLookup,
+    kCoalesced,  // waiting for another request's fetch of the same cache key
     kCircuitBreaker,
     kBulkhead,   // waiting for a bulkhead slot (queued)
     kAttempt,    // an upstream try is in flight; nothing sent to the client yet
@@ -73,6 +76,20 @@ class Exchange final : public UpstreamResponseHandler {
 
  private:
   class Ticket;
+  class Revalidation;
+
+  // Why the route's upstream could not answer; picks the ladder's final
+  // local reply when no fallback level answers.
+  enum class Failure {
+    kShed,
+    kBulkheadFull,
+    kCircuitOpen,
+    kFaultAbort,
+    kTimeout,
+    kUnavailable,  // connect failure or reset
+    kAnswer,       // a complete answer that counts as a failure (5xx, retriable status)
+    kInvalid,      // a 2xx that failed validation
+  };
 
   void route();
   void admitShed();
@@ -81,6 +98,29 @@ class Exchange final : public UpstreamResponseHandler {
   void checkBreaker();
   void acquireBulkhead();
   void onBulkheadGranted();
+  void onWake();
+
+  // Cache (exchange_cache.cc).
+  void buildCacheKey();
+  void onFillDone(std::shared_ptr<const policy::CacheEntry> entry);
+  void serveEntry(const policy::CacheEntry& entry, AnswerSource source,
+                  std::string_view cache_status);
+  void startRevalidation();
+  void maybeStore();
+  void leaveFill(std::shared_ptr<const policy::CacheEntry> entry);
+  void countLookup(std::string_view result);
+
+  // The ladder (exchange_fallback.cc).
+  void runFallback(Failure failure);
+  bool startFallbackAttempt(size_t step);
+  void serveRespond(const RespondConfig& respond, AnswerSource source, std::string_view label);
+  void finalFailure(Failure failure);
+  const json::Document& requestJson();
+  // Checks a complete answer against the route's `validate`; false = invalid.
+  bool validateAnswer();
+  policy::CircuitBreaker* currentBreaker();
+  void launchTry(absl::Time now, absl::Time end, absl::Time first_byte);
+  void onTryFailed(AttemptOutcome outcome);
   void beginAttempts();
   void startAttempt();
   // A try ended without an answer worth relaying (or with a retriable one):
@@ -94,17 +134,17 @@ class Exchange final : public UpstreamResponseHandler {
   static bool retryableStatus(const RetryConfig& retry, int status);
   void writeStreamData(std::string_view data);
   void commitStream();
-  void failBeforeAnswer(AttemptOutcome outcome);
+
   void abortStream(std::string_view code);
   void replyLocal(int status, std::string_view code, std::string_view message,
                   std::optional<int> retry_after_seconds = std::nullopt);
   // Ends the request: releases its holds, records it, sends `last` and
   // `last2` (the final bytes of the answer, if any), then hands the
   // connection back.
-  void finish(int status, AnswerSource source, bool aborted, std::string_view last = {},
-              std::string_view last2 = {});
+  void finish(int status, bool aborted, std::string_view last = {}, std::string_view last2 = {});
   // Counts the request in the metrics and writes its access-log line.
-  void record(int status, AnswerSource source);
+  void record(int status);
+  void setSource(AnswerSource source, std::string_view detail = {});
   void recordAttempt(AttemptOutcome outcome);
   void armTimer(absl::Time at);
   static void timerCb(int, short, void* arg);
@@ -139,6 +179,29 @@ class Exchange final : public UpstreamResponseHandler {
   event wake_;                      // activated by a bulkhead grant
   std::optional<policy::Backoff> backoff_;
   std::optional<absl::Duration> retry_after_;
+  int circuit_retry_after_s_ = 1;
+  int fault_status_ = 503;  // status of an injected abort
+
+  // Which level answers (x-airbag-source), e.g. "upstream", "fallback:small".
+  AnswerSource source_ = AnswerSource::kUpstream;
+  std::string source_label_;
+
+  // Cache.
+  std::string_view cache_status_;  // x-airbag-cache: "" (no cache), hit, stale, miss, bypass
+  std::string cache_key_;          // empty: not cacheable
+  bool fill_leader_ = false;       // this request fetches for coalesced followers
+  std::shared_ptr<const policy::CacheEntry> stored_;
+  std::vector<std::pair<std::string, std::string>> answer_headers_;  // end-to-end, for storing
+  std::string answer_cache_control_;
+  bool store_stream_ = false;  // keep a copy of a streamed answer for the cache
+  std::string stream_copy_;
+
+  // The ladder.
+  bool stale_tried_ = false;
+  size_t fallback_next_ = 0;  // next fallback step to try
+  int fallback_step_ = -1;    // the fallback step whose upstream is being tried; -1: the route's
+  json::Document request_json_;
+  bool request_json_parsed_ = false;
 
   // The current try.
   UpstreamCall* call_ = nullptr;

@@ -47,6 +47,7 @@ void appendLocalReply(std::string& out, const LocalReply& r) {
                   "\r\nx-airbag-source: none\r\nx-airbag-attempts: ", r.attempts, "\r\n");
   if (!r.request_id.empty()) http::append(out, "x-request-id: ", r.request_id, "\r\n");
   if (r.retry_after_seconds) http::append(out, "retry-after: ", *r.retry_after_seconds, "\r\n");
+  if (!r.cache.empty()) http::append(out, "x-airbag-cache: ", r.cache, "\r\n");
   if (r.close)
     out += "connection: close\r\n";
   else if (r.http10_keep_alive)

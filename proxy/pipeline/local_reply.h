@@ -16,6 +16,7 @@ struct LocalReply {
   std::string_view request_id;
   int attempts = 0;
   std::optional<int> retry_after_seconds;
+  std::string_view cache;  // x-airbag-cache value, empty for routes without a cache
   bool close = false;  // adds "connection: close"
   bool http10_keep_alive = false;  // adds "connection: keep-alive" for HTTP/1.0 clients
 };

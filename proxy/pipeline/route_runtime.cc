@@ -23,6 +23,25 @@ RouteRuntime::RouteRuntime(const RouteConfig& route, const RouteRuntime* previou
   if (!bulkhead_) bulkhead_ = std::make_shared<policy::Bulkhead>(route.bulkhead);
   if (route.circuit_breaker && !breaker_)
     breaker_ = std::make_shared<policy::CircuitBreaker>(*route.circuit_breaker);
+  // Each fallback upstream gets a breaker of its own (same settings as the
+  // route's), carried over by upstream name.
+  for (const FallbackStep& step : route.fallback) {
+    std::shared_ptr<policy::CircuitBreaker> b;
+    bool is_upstream = step.kind == FallbackStep::Kind::kUpstream;
+    if (is_upstream && route.circuit_breaker) {
+      if (previous) {
+        for (size_t i = 0; i < previous->fallback_names_.size(); ++i)
+          if (previous->fallback_names_[i] == step.upstream && previous->fallback_breakers_[i])
+            b = previous->fallback_breakers_[i];
+      }
+      if (b)
+        b->reconfigure(*route.circuit_breaker);
+      else
+        b = std::make_shared<policy::CircuitBreaker>(*route.circuit_breaker);
+    }
+    fallback_names_.push_back(is_upstream ? step.upstream : std::string());
+    fallback_breakers_.push_back(std::move(b));
+  }
   if (!fault_mu_) {
     fault_mu_ = std::make_shared<absl::Mutex>();
     fault_override_ = std::make_shared<std::optional<FaultConfig>>();

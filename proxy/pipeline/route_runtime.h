@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "airbag/config.h"
@@ -30,6 +31,11 @@ class RouteRuntime {
   policy::Bulkhead& bulkhead() { return *bulkhead_; }
   // Null when the route has no circuit_breaker.
   policy::CircuitBreaker* breaker() { return breaker_.get(); }
+  // The breaker of fallback step `step` (an upstream step), with the route's
+  // circuit_breaker settings; null when the route has none.
+  policy::CircuitBreaker* fallbackBreaker(size_t step) {
+    return step < fallback_breakers_.size() ? fallback_breakers_[step].get() : nullptr;
+  }
 
   // Runtime fault injection set through the admin API; overrides the
   // route's configured `fault` while set. Thread-safe.
@@ -42,6 +48,8 @@ class RouteRuntime {
   std::shared_ptr<policy::RetryBudget> budget_;
   std::shared_ptr<policy::Bulkhead> bulkhead_;
   std::shared_ptr<policy::CircuitBreaker> breaker_;
+  std::vector<std::string> fallback_names_;  // upstream of each fallback step ("" if none)
+  std::vector<std::shared_ptr<policy::CircuitBreaker>> fallback_breakers_;
   std::shared_ptr<absl::Mutex> fault_mu_;  // shared with successors, like the override
   std::shared_ptr<std::optional<FaultConfig>> fault_override_;
 };

@@ -100,6 +100,33 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> Snapshot::build(
     snap->runtimes.push_back(
         std::make_shared<RouteRuntime>(rc, previous ? previous->runtime(rc.name) : nullptr));
   }
+  for (const RouteConfig& rc : config->routes) {
+    Fallbacks f;
+    for (const FallbackStep& step : rc.fallback) {
+      int up = -1;
+      std::shared_ptr<const json::CompiledRules> rules;
+      if (step.kind == FallbackStep::Kind::kUpstream) {
+        for (size_t i = 0; i < config->upstreams.size(); ++i)
+          if (config->upstreams[i].name == step.upstream) up = static_cast<int>(i);
+        if (up < 0)
+          return absl::InvalidArgumentError(
+              absl::StrCat("route ", rc.name, ": unknown fallback upstream ", step.upstream));
+      } else if (step.kind == FallbackStep::Kind::kRules) {
+        auto compiled = json::CompiledRules::build(step.rules);
+        if (!compiled.ok()) return compiled.status();
+        rules = std::make_shared<const json::CompiledRules>(std::move(compiled).value());
+      }
+      f.upstream.push_back(up);
+      f.rules.push_back(std::move(rules));
+    }
+    snap->fallbacks.push_back(std::move(f));
+  }
+  if (previous && previous->cache) {
+    snap->cache = previous->cache;  // cached answers survive a reload
+    snap->cache->setMaxBytes(config->cache.max_bytes);
+  } else {
+    snap->cache = std::make_shared<policy::CacheStore>(config->cache.max_bytes);
+  }
   if (config->shedding) {
     if (previous && previous->shedder) {
       snap->shedder = previous->shedder;  // in-flight counts carry over

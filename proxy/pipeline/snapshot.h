@@ -12,6 +12,8 @@
 #include "absl/status/statusor.h"
 #include "airbag/config.h"
 #include "proxy/http/headers.h"
+#include "policy/cache_store.h"
+#include "proxy/json/rules.h"
 #include "proxy/pipeline/route_runtime.h"
 
 namespace re2 {
@@ -55,6 +57,16 @@ struct Snapshot {
   std::vector<int> route_upstream;          // route index -> upstream index
   // Route index -> the route's shared mutable state (thread-safe inside).
   std::vector<std::shared_ptr<RouteRuntime>> runtimes;
+  // Per route, per fallback step: the upstream index (kUpstream steps, else
+  // -1) and the compiled rules (kRules steps, else null).
+  struct Fallbacks {
+    std::vector<int> upstream;
+    std::vector<std::shared_ptr<const json::CompiledRules>> rules;
+  };
+  std::vector<Fallbacks> fallbacks;
+  // The one response cache of the process (cache.max_bytes), shared by all
+  // routes and workers; carried over on reload.
+  std::shared_ptr<policy::CacheStore> cache;
   // Global load shedding; null without `shedding`.
   std::shared_ptr<policy::Shedder> shedder;
 

@@ -5,6 +5,7 @@
 
 #include <event2/event.h>
 
+#include <list>
 #include <memory>
 #include <vector>
 
@@ -25,6 +26,13 @@ class AccessLogWriter;
 
 namespace airbag::pipeline {
 
+// Work a worker runs on behalf of no client (a cache revalidation). Owned
+// by the worker's context so that shutdown frees whatever is still running.
+class BackgroundTask {
+ public:
+  virtual ~BackgroundTask() = default;
+};
+
 struct WorkerContext {
   event_base* base = nullptr;
   std::shared_ptr<const Snapshot> snapshot;
@@ -34,6 +42,7 @@ struct WorkerContext {
   std::shared_ptr<spdlog::logger> logger;
   absl::InsecureBitGen rng;
   bool draining = false;
+  std::list<std::unique_ptr<BackgroundTask>> background;
 
   // The loop's cached time: read once per loop pass, not per call.
   absl::Time now() const {

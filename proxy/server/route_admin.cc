@@ -48,6 +48,10 @@ Json routeState(const pipeline::Snapshot& snap, std::string_view route, absl::Ti
   j["retry_budget"] = {{"requests_in_window", bs.requests},
                        {"retries_in_window", bs.retries},
                        {"retries_allowed_now", bs.allowed_now}};
+  if (snap.cache) {
+    policy::CacheStore::RouteStats cs = snap.cache->routeStats(route);
+    j["cache"] = {{"entries", cs.entries}, {"bytes", cs.bytes}};
+  }
   if (auto f = rt->faultOverride()) {
     j["fault"] = {{"source", "admin"},
                   {"delay", {{"percent", f->delay_percent}, {"seconds", seconds(f->delay)}}},
@@ -115,6 +119,17 @@ absl::Status setFault(const pipeline::Snapshot& snap, std::string_view route, co
   return absl::OkStatus();
 }
 
+absl::Status purgeCache(const pipeline::Snapshot& snap, std::optional<std::string_view> route) {
+  if (!snap.cache) return absl::OkStatus();
+  if (!route) {
+    snap.cache->purgeAll();
+    return absl::OkStatus();
+  }
+  if (!find(snap, *route)) return notFound(*route);
+  snap.cache->purgeRoute(*route);
+  return absl::OkStatus();
+}
+
 absl::Status clearFault(const pipeline::Snapshot& snap, std::string_view route) {
   pipeline::RouteRuntime* rt = find(snap, route);
   if (!rt) return notFound(route);
@@ -138,6 +153,11 @@ void collectRouteMetrics(const pipeline::Snapshot& snap, metrics::WorkerMetrics&
     policy::Bulkhead::Stats bh = rt->bulkhead().stats();
     out.setGauge(f.bulkhead_in_flight, {name}, bh.in_flight);
     out.setGauge(f.bulkhead_queued, {name}, bh.queued);
+  }
+  if (snap.cache) {
+    policy::CacheStore::Stats cs = snap.cache->stats();
+    out.setGauge(f.cache_bytes, {}, static_cast<double>(cs.bytes));
+    out.setGauge(f.cache_entries, {}, static_cast<double>(cs.entries));
   }
 }
 

@@ -4,6 +4,7 @@
 // thread; everything it touches is thread-safe.
 #pragma once
 
+#include <optional>
 #include <string_view>
 
 #include "absl/status/status.h"
@@ -30,6 +31,9 @@ absl::Status setCircuitOverride(const pipeline::Snapshot& snap, std::string_view
 absl::Status setFault(const pipeline::Snapshot& snap, std::string_view route,
                       const nlohmann::json& fault);
 absl::Status clearFault(const pipeline::Snapshot& snap, std::string_view route);
+
+// POST /cache/purge: one route's entries, or (nullopt) every entry.
+absl::Status purgeCache(const pipeline::Snapshot& snap, std::optional<std::string_view> route);
 
 // Writes the gauges and counters read from shared route state (circuit state
 // and transitions, bulkhead occupancy) into a scrape's scratch shard.

@@ -162,6 +162,9 @@ absl::StatusOr<int> Process::run() {
   };
   hooks.clear_fault = [this](std::string_view route) { return clearFault(*snapshot(), route); };
   hooks.reload = [this] { return reload(); };
+  hooks.cache_purge = [this](std::optional<std::string_view> route) {
+    return purgeCache(*snapshot(), route);
+  };
   hooks.listeners_up = [this] { return listeners_up_.load(); };
   hooks.draining = [this] { return draining_.load(); };
   hooks.drain = [this] {

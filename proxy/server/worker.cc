@@ -61,6 +61,7 @@ Worker::~Worker() {
   event_del(&reload_);
   conns_.clear();
   doomed_.clear();
+  ctx_.background.clear();
   if (listener_) evconnlistener_free(listener_);
   access_log_.flush();
   ctx_.upstreams.clear();
@@ -118,9 +119,11 @@ void Worker::start() {
 void Worker::run() {
   evtimer_add(&flush_, &kFlushEvery);
   event_base_dispatch(ctx_.base);
-  // Shutting down: connections still open after the grace period are cut.
+  // Shutting down: connections still open after the grace period are cut,
+  // background refreshes abandoned.
   conns_.clear();
   doomed_.clear();
+  ctx_.background.clear();
   access_log_.flush();
   finished_.store(true);
   if (on_exit_) on_exit_();
