@@ -128,6 +128,9 @@ void Exchange::route() {
     client_budget_ = budget.has_value();
   }
   deadline_ = policy::requestDeadline(start_, route_->timeout, budget);
+  // The key is known before any stage can fail, so even a shed request can
+  // fall back to a stale answer.
+  if (route_->cache) buildCacheKey();
 
   admitShed();
 }
@@ -448,6 +451,9 @@ void Exchange::onUpstreamComplete() {
     upstream_time_ += ctx_.now() - try_start_;
     recordAttempt(outcome);
     reportToBreaker(outcome == AttemptOutcome::kOk);
+    if (fallback_step_ >= 0 && ctx_.metrics)
+      ctx_.metrics->incCounter(ctx_.metrics->families().fallbacks_total,
+                               {route_->name, source_label_});
     maybeStore();
     finish(status_, /*aborted=*/false,
            chunked_to_client_ ? std::string_view("0\r\n\r\n") : std::string_view());

@@ -184,7 +184,6 @@ void Exchange::lookupCache() {
     checkBreaker();
     return;
   }
-  buildCacheKey();
   if (bypassRequested(*req_.headers)) {
     cache_status_ = "bypass";  // not looked up, but the fresh answer is stored
     countLookup("bypass");

@@ -81,7 +81,12 @@ void Exchange::runFallback(Failure failure) {
 bool Exchange::startFallbackAttempt(size_t step) {
   const Snapshot::Fallbacks& fb = snapshot_->fallbacks[static_cast<size_t>(
       std::distance(snapshot_->config->routes.data(), route_))];
-  if (permit_held_) reportToBreaker(false);  // a permit still held belongs to the failed level
+  if (permit_held_) {
+    // Held from admission, but the call was never made (the bulkhead was
+    // full): no verdict for the route's breaker.
+    permit_held_ = false;
+    if (policy::CircuitBreaker* b = currentBreaker()) b->onAbandoned(permit_probe_);
+  }
   fallback_step_ = static_cast<int>(step);
   absl::Time now = ctx_.now();
   if (policy::CircuitBreaker* breaker = runtime_->fallbackBreaker(step)) {
