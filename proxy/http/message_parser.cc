@@ -94,8 +94,10 @@ int MessageParser::onUrlCb(llhttp_t* p, const char* at, size_t len) {
 
 int MessageParser::onHeaderFieldCb(llhttp_t* p, const char* at, size_t len) {
   MessageParser* m = self(p);
-  if (!m->countHead(len + 4)) return -1;  // ": " and CRLF counted with the name
-  if (m->in_value_ || m->headers_.size() == 0) {
+  bool new_name = m->in_value_ || m->headers_.size() == 0;
+  // ": " and CRLF are counted once per header, with the first piece of its name.
+  if (!m->countHead(len + (new_name ? 4 : 0))) return -1;
+  if (new_name) {
     m->headers_.beginName();
     m->in_value_ = false;
   }
