@@ -37,6 +37,59 @@ bool isHopByHop(std::string_view name) {
   return false;
 }
 
+HeaderKind classifyHeader(std::string_view n) {
+  switch (n.size()) {
+    case 2:
+      if (iequals(n, "te")) return HeaderKind::kHopByHop;
+      break;
+    case 4:
+      if (iequals(n, "host")) return HeaderKind::kHost;
+      break;
+    case 6:
+      if (iequals(n, "expect")) return HeaderKind::kExpect;
+      if (iequals(n, "pragma")) return HeaderKind::kPragma;
+      break;
+    case 7:
+      if (iequals(n, "upgrade") || iequals(n, "trailer")) return HeaderKind::kHopByHop;
+      break;
+    case 10:
+      if (iequals(n, "connection")) return HeaderKind::kConnection;
+      if (iequals(n, "keep-alive")) return HeaderKind::kHopByHop;
+      break;
+    case 11:
+      if (iequals(n, "retry-after")) return HeaderKind::kRetryAfter;
+      break;
+    case 12:
+      if (iequals(n, "content-type")) return HeaderKind::kContentType;
+      if (iequals(n, "x-request-id")) return HeaderKind::kRequestId;
+      break;
+    case 13:
+      if (iequals(n, "cache-control")) return HeaderKind::kCacheControl;
+      break;
+    case 14:
+      if (iequals(n, "content-length")) return HeaderKind::kContentLength;
+      break;
+    case 16:
+      if (iequals(n, "proxy-connection")) return HeaderKind::kHopByHop;
+      break;
+    case 17:
+      if (iequals(n, "transfer-encoding")) return HeaderKind::kTransferEncoding;
+      break;
+    case 18:
+      if (iequals(n, "proxy-authenticate")) return HeaderKind::kHopByHop;
+      break;
+    case 19:
+      if (iequals(n, "x-airbag-timeout-ms")) return HeaderKind::kBudget;
+      if (iequals(n, "proxy-authorization")) return HeaderKind::kHopByHop;
+      break;
+    default:
+      break;
+  }
+  if (n.size() > 9 && (n[0] == 'x' || n[0] == 'X') && iequals(n.substr(0, 9), "x-airbag-"))
+    return HeaderKind::kAirbag;
+  return HeaderKind::kOther;
+}
+
 bool headerHasToken(std::string_view value, std::string_view token) {
   while (!value.empty()) {
     size_t comma = value.find(',');

@@ -20,6 +20,26 @@ bool iequals(std::string_view a, std::string_view b);
 // Upgrade.
 bool isHopByHop(std::string_view name);
 
+// The headers the proxy treats specially, told apart with one length switch
+// and at most a couple of comparisons (cheaper than asking iequals for each).
+enum class HeaderKind : uint8_t {
+  kOther,
+  kHopByHop,  // any of isHopByHop() except the two below
+  kConnection,
+  kTransferEncoding,
+  kHost,
+  kContentLength,
+  kContentType,
+  kExpect,
+  kRequestId,     // x-request-id
+  kBudget,        // x-airbag-timeout-ms
+  kAirbag,        // any other x-airbag-*
+  kRetryAfter,
+  kCacheControl,
+  kPragma,
+};
+HeaderKind classifyHeader(std::string_view name);
+
 // True when `token` appears in a comma-separated header value (case-insensitive).
 bool headerHasToken(std::string_view value, std::string_view token);
 

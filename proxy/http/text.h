@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 namespace airbag::http {
 
@@ -39,8 +40,11 @@ inline void appendHexNumber(std::string& out, uint64_t v) {
 template <typename... Args>
 void append(std::string& out, const Args&... args) {
   auto one = [&out](const auto& a) {
+    using R = std::remove_cv_t<std::remove_reference_t<decltype(a)>>;
     using T = std::decay_t<decltype(a)>;
-    if constexpr (std::is_integral_v<T> && !std::is_same_v<T, char>)
+    if constexpr (std::is_array_v<R>)
+      out.append(a, sizeof(R) - 1);  // a string literal: its length is known
+    else if constexpr (std::is_integral_v<T> && !std::is_same_v<T, char>)
       appendDecimal(out, static_cast<int64_t>(a));
     else if constexpr (std::is_same_v<T, char>)
       out.push_back(a);

@@ -26,8 +26,6 @@ constexpr uint64_t kMaxBufferedBody = 8 * 1024 * 1024;
 // Above this much queued for a slow client, stop reading the upstream.
 constexpr size_t kPauseUpstreamAt = 256 * 1024;
 
-constexpr std::string_view kRequestIdHeader = "x-request-id";
-constexpr std::string_view kBudgetHeader = "x-airbag-timeout-ms";
 
 bool isStreamingType(std::string_view content_type) {
   return http::startsWithIgnoreCase(content_type, "text/event-stream") ||
@@ -36,9 +34,21 @@ bool isStreamingType(std::string_view content_type) {
          http::startsWithIgnoreCase(content_type, "application/json-seq");
 }
 
-// Headers airbag owns on the way back; an upstream's copies are dropped.
-bool isOwnResponseHeader(std::string_view name) {
-  return http::startsWithIgnoreCase(name, "x-airbag-") || http::iequals(name, kRequestIdHeader);
+// Answer headers relayed to the client and kept in the cache: not the
+// hop-by-hop ones, not the framing, and not the ones airbag sets itself.
+bool isEndToEndAnswerHeader(http::HeaderKind kind) {
+  switch (kind) {
+    case http::HeaderKind::kHopByHop:
+    case http::HeaderKind::kConnection:
+    case http::HeaderKind::kTransferEncoding:
+    case http::HeaderKind::kContentLength:
+    case http::HeaderKind::kRequestId:
+    case http::HeaderKind::kBudget:
+    case http::HeaderKind::kAirbag:
+      return false;
+    default:
+      return true;
+  }
 }
 
 void appendHex(std::string& out, uint64_t v) {
@@ -97,9 +107,33 @@ void Exchange::start(const RequestView& request) {
   client_budget_ = false;
   if (ctx_.metrics) ctx_.metrics->addInFlight(1);
 
+  // One pass over the request's headers picks out the few the pipeline reads.
+  std::optional<std::string_view> id;
+  budget_header_.reset();
+  connection_header_.reset();
+  has_host_ = false;
+  const http::HeaderList& in = *req_.headers;
+  for (size_t i = 0; i < in.size(); ++i) {
+    switch (http::classifyHeader(in.name(i))) {
+      case http::HeaderKind::kRequestId:
+        if (!id) id = in.value(i);
+        break;
+      case http::HeaderKind::kBudget:
+        if (!budget_header_) budget_header_ = in.value(i);
+        break;
+      case http::HeaderKind::kConnection:
+        if (!connection_header_) connection_header_ = in.value(i);
+        break;
+      case http::HeaderKind::kHost:
+        has_host_ = true;
+        break;
+      default:
+        break;
+    }
+  }
   request_id_.clear();
   request_id_generated_ = false;
-  if (auto id = req_.headers->get(kRequestIdHeader); id && !id->empty() && id->size() <= 200) {
+  if (id && !id->empty() && id->size() <= 200) {
     request_id_.assign(*id);
   } else {
     appendHex(request_id_, ctx_.rng());
@@ -123,8 +157,8 @@ void Exchange::route() {
   runtime_ = snap.runtimes[static_cast<size_t>(idx)].get();
 
   std::optional<absl::Duration> budget;
-  if (auto b = req_.headers->get(kBudgetHeader)) {
-    budget = policy::parseClientBudgetMs(*b);
+  if (budget_header_) {
+    budget = policy::parseClientBudgetMs(*budget_header_);
     client_budget_ = budget.has_value();
   }
   deadline_ = policy::requestDeadline(start_, route_->timeout, budget);
@@ -290,19 +324,30 @@ void Exchange::buildUpstreamHead(absl::Time now) {
   h.clear();
   http::append(h, req_.method, " ", upstream_config_->base_path, req_.url, " HTTP/1.1\r\n");
   const http::HeaderList& in = *req_.headers;
-  // Names listed in Connection are hop-by-hop too (RFC 9110 §7.6.1).
-  std::optional<std::string_view> connection = in.get("connection");
-  bool has_host = false;
+  // Names listed in Connection are hop-by-hop too (RFC 9110 §7.6.1); the
+  // usual "keep-alive"/"close" lists name nothing else worth a look.
+  bool connection_lists =
+      connection_header_ && !http::iequals(*connection_header_, "keep-alive") &&
+      !http::iequals(*connection_header_, "close");
   for (size_t i = 0; i < in.size(); ++i) {
     std::string_view name = in.name(i);
-    if (http::isHopByHop(name) || http::iequals(name, "content-length") ||
-        http::iequals(name, "expect") || http::iequals(name, kBudgetHeader))
-      continue;
-    if (connection && http::headerHasToken(*connection, name)) continue;
-    if (http::iequals(name, "host")) has_host = true;
-    http::append(h, name, ": ", in.value(i), "\r\n");
+    switch (http::classifyHeader(name)) {
+      case http::HeaderKind::kOther:
+      case http::HeaderKind::kHost:
+      case http::HeaderKind::kContentType:
+      case http::HeaderKind::kRequestId:
+      case http::HeaderKind::kAirbag:
+      case http::HeaderKind::kRetryAfter:
+      case http::HeaderKind::kCacheControl:
+      case http::HeaderKind::kPragma:
+        if (connection_lists && http::headerHasToken(*connection_header_, name)) continue;
+        http::append(h, name, ": ", in.value(i), "\r\n");
+        break;
+      default:  // hop-by-hop, framing, Expect and our budget header are ours to set
+        break;
+    }
   }
-  if (!has_host) http::append(h, "host: ", upstream_config_->host_header, "\r\n");
+  if (!has_host_) http::append(h, "host: ", upstream_config_->host_header, "\r\n");
   if (request_id_generated_) http::append(h, "x-request-id: ", request_id_, "\r\n");
   if (client_budget_) {
     int64_t left = std::max<int64_t>(0, absl::ToInt64Milliseconds(deadline_ - now));
@@ -327,14 +372,14 @@ void Exchange::onUpstreamHeaders(const UpstreamResponseHead& head) {
   answer_cache_control_.clear();
   for (size_t i = 0; i < head.headerCount(); ++i) {
     std::string_view name = head.headerName(i);
-    if (http::iequals(name, "content-type"))
+    http::HeaderKind kind = http::classifyHeader(name);
+    if (kind == http::HeaderKind::kContentType)
       content_type = head.headerValue(i);
-    else if (http::iequals(name, "retry-after"))
+    else if (kind == http::HeaderKind::kRetryAfter)
       retry_after_ = policy::parseRetryAfter(head.headerValue(i), ctx_.now());
-    else if (http::iequals(name, "cache-control"))
+    else if (kind == http::HeaderKind::kCacheControl)
       answer_cache_control_.assign(head.headerValue(i));
-    if (keep && !http::isHopByHop(name) && !isOwnResponseHeader(name) &&
-        !http::iequals(name, "content-length"))
+    if (keep && isEndToEndAnswerHeader(kind))
       answer_headers_.emplace_back(name, head.headerValue(i));
   }
   sse_ = http::startsWithIgnoreCase(content_type, "text/event-stream");
@@ -372,10 +417,11 @@ void Exchange::buildClientHead(const UpstreamResponseHead& head) {
   bool no_body = req_.method == "HEAD" || head.status == 204 || head.status == 304;
   for (size_t i = 0; i < head.headerCount(); ++i) {
     std::string_view name = head.headerName(i);
-    if (http::isHopByHop(name) || isOwnResponseHeader(name)) continue;
+    http::HeaderKind kind = http::classifyHeader(name);
     // Framing is ours to set, except that a body-less answer keeps the
     // length it describes.
-    if (http::iequals(name, "content-length") && !no_body) continue;
+    if (!isEndToEndAnswerHeader(kind) && !(no_body && kind == http::HeaderKind::kContentLength))
+      continue;
     http::append(h, name, ": ", head.headerValue(i), "\r\n");
   }
   http::append(h, "x-airbag-source: ", source_label_, "\r\nx-airbag-attempts: ", attempts_,

@@ -162,6 +162,9 @@ class Exchange final : public UpstreamResponseHandler {
   const UpstreamConfig* upstream_config_ = nullptr;
   RouteRuntime* runtime_ = nullptr;
   UpstreamClient* upstream_ = nullptr;
+  std::optional<std::string_view> budget_header_;      // x-airbag-timeout-ms
+  std::optional<std::string_view> connection_header_;  // Connection
+  bool has_host_ = false;
   std::string request_id_;
   bool request_id_generated_ = false;
   bool client_budget_ = false;
