@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Installs what airbag needs to build on Debian 12 (only what is missing) and builds it into
+# build/. Safe to run again; prints nothing unless something fails.
+#
+#   scripts/setup.sh [--deps-only]
+#
+# Environment: AIRBAG_JOBS (parallel build jobs, default: CPU count),
+#              AIRBAG_BUILD_TYPE (default: RelWithDebInfo).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUILD_DIR="${ROOT}/build"
+JOBS="${AIRBAG_JOBS:-$(nproc)}"
+BUILD_TYPE="${AIRBAG_BUILD_TYPE:-RelWithDebInfo}"
+DEPS_ONLY=0
+
+for arg in "$@"; do
+  case "${arg}" in
+    --deps-only) DEPS_ONLY=1 ;;
+    -h|--help) sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "setup.sh: unknown argument: ${arg}" >&2; exit 2 ;;
+  esac
+done
+
+PACKAGES=(
+  build-essential cmake pkg-config git curl ca-certificates
+  libevent-dev node-llhttp libyaml-cpp-dev libspdlog-dev libabsl-dev libre2-dev
+  nlohmann-json3-dev rapidjson-dev libcurl4-openssl-dev libssl-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  prometheus  # for promtool, which checks our metrics exposition
+)
+
+LOG="$(mktemp -t airbag-setup.XXXXXX)"
+POLICY_RC_D=/usr/sbin/policy-rc.d
+OWN_POLICY_RC_D=0
+SUDO=()
+cleanup() {
+  if [[ ${OWN_POLICY_RC_D} -eq 1 ]]; then "${SUDO[@]}" rm -f "${POLICY_RC_D}"; fi
+  rm -f "${LOG}"
+}
+trap cleanup EXIT
+
+# Runs a command with its output kept in the log; on failure shows the log and stops.
+quiet() {
+  if ! "$@" >>"${LOG}" 2>&1; then
+    echo "setup.sh: failed: $*" >&2
+    tail -n 200 "${LOG}" >&2
+    exit 1
+  fi
+}
+
+installed() {
+  dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null | grep -qx installed
+}
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  installed "${pkg}" || missing+=("${pkg}")
+done
+
+if [[ ${#missing[@]} -gt 0 ]]; then
+  if [[ ${EUID} -ne 0 ]]; then
+    if command -v sudo >/dev/null 2>&1; then
+      SUDO=(sudo)
+    else
+      echo "setup.sh: missing packages (${missing[*]}); run as root to install them" >&2
+      exit 1
+    fi
+  fi
+  # Installing the prometheus package must not leave a Prometheus server running: while
+  # policy-rc.d answers 101, package scripts start no services.
+  if [[ ! -e ${POLICY_RC_D} ]]; then
+    OWN_POLICY_RC_D=1
+    quiet "${SUDO[@]}" sh -c "printf '#!/bin/sh\\nexit 101\\n' >${POLICY_RC_D} && chmod 755 ${POLICY_RC_D}"
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  quiet "${SUDO[@]}" apt-get update -q
+  quiet "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+    --no-install-recommends "${missing[@]}"
+  # Belt and braces, should the service have been started anyway: we only wanted promtool.
+  if printf '%s\n' "${missing[@]}" | grep -qx prometheus; then
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
+      quiet "${SUDO[@]}" systemctl disable --now prometheus
+    elif [[ -x /etc/init.d/prometheus ]] && "${SUDO[@]}" /etc/init.d/prometheus status >/dev/null 2>&1; then
+      quiet "${SUDO[@]}" /etc/init.d/prometheus stop
+    fi
+  fi
+fi
+
+if [[ ${DEPS_ONLY} -eq 1 ]]; then exit 0; fi
+
+quiet cmake -S "${ROOT}" -B "${BUILD_DIR}" -DCMAKE_BUILD_TYPE="${BUILD_TYPE}"
+quiet cmake --build "${BUILD_DIR}" -j "${JOBS}"

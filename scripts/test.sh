@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Builds airbag and runs the whole test suite (unit and integration) in build/. With CI=true or
+# --sanitize it also builds build-asan/ with AddressSanitizer + UBSan and runs the suite there.
+# Exits non-zero if anything failed; the last line printed is ctest's summary.
+#
+#   scripts/test.sh [--sanitize] [ctest arguments...]
+#
+# Environment: AIRBAG_JOBS (parallel build jobs, default: CPU count),
+#              AIRBAG_TEST_JOBS (parallel tests, default: 2).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+JOBS="${AIRBAG_JOBS:-$(nproc)}"
+TEST_JOBS="${AIRBAG_TEST_JOBS:-2}"
+SANITIZE=0
+[[ "${CI:-}" == "true" ]] && SANITIZE=1
+CTEST_ARGS=()
+for arg in "$@"; do
+  case "${arg}" in
+    --sanitize) SANITIZE=1 ;;
+    -h|--help) sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) CTEST_ARGS+=("${arg}") ;;
+  esac
+done
+
+# Builds quietly into $1 with the remaining cmake arguments; shows the log if it fails.
+build() {
+  local dir="$1"
+  shift
+  local log
+  log="$(mktemp -t airbag-build.XXXXXX)"
+  if ! { cmake -S "${ROOT}" -B "${dir}" "$@" && cmake --build "${dir}" -j "${JOBS}"; } \
+      >"${log}" 2>&1; then
+    tail -n 200 "${log}" >&2
+    rm -f "${log}"
+    echo "test.sh: build of ${dir} failed" >&2
+    return 1
+  fi
+  rm -f "${log}"
+}
+
+# Runs ctest in $1, keeping its summary line in SUMMARY[$1]; returns ctest's status.
+declare -A SUMMARY
+run_ctest() {
+  local dir="$1"
+  local out status=0
+  out="$(mktemp -t airbag-ctest.XXXXXX)"
+  (cd "${dir}" && ctest --output-on-failure --no-tests=error -j "${TEST_JOBS}" \
+      "${CTEST_ARGS[@]}") 2>&1 | tee "${out}" || status=$?
+  SUMMARY["${dir}"]="$(grep -E '^[0-9]+% tests passed' "${out}" | tail -n 1 || true)"
+  [[ -n ${SUMMARY["${dir}"]} ]] || SUMMARY["${dir}"]="no test summary (ctest exit ${status})"
+  rm -f "${out}"
+  return "${status}"
+}
+
+"${ROOT}/scripts/setup.sh"
+
+failed=0
+build "${ROOT}/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo || failed=1
+if [[ ${failed} -eq 0 ]]; then
+  run_ctest "${ROOT}/build" || failed=1
+else
+  SUMMARY["${ROOT}/build"]="build failed"
+fi
+
+if [[ ${SANITIZE} -eq 1 ]]; then
+  asan_dir="${ROOT}/build-asan"
+  if build "${asan_dir}" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAIRBAG_SANITIZE=ON \
+      -DAIRBAG_BUILD_BENCH=OFF; then
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+      UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+      run_ctest "${asan_dir}" || failed=1
+  else
+    SUMMARY["${asan_dir}"]="build failed"
+    failed=1
+  fi
+fi
+
+echo
+echo "summary of build/:"
+echo "${SUMMARY["${ROOT}/build"]}"
+if [[ ${SANITIZE} -eq 1 ]]; then
+  echo "summary of build-asan/:"
+  echo "${SUMMARY["${ROOT}/build-asan"]}"
+fi
+exit "${failed}"
