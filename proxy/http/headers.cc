@@ -2,6 +2,8 @@
 #include "proxy/http/headers.h"
 
 #include <array>
+#include <cstdint>
+#include <cstring>
 
 namespace airbag::http {
 namespace {
@@ -37,7 +39,30 @@ bool isHopByHop(std::string_view name) {
   return false;
 }
 
+namespace {
+
+// `n` equals `lower` ignoring ASCII case, where `lower` is a lower-case token
+// of letters, digits and '-'. Setting bit 5 folds case for exactly those
+// characters; the other bytes it could confuse (controls) are not allowed in
+// header names and never reach here. Compares 8 bytes at a time.
+bool equalsToken(std::string_view n, std::string_view lower) {
+  if (n.size() != lower.size()) return false;
+  size_t i = 0;
+  for (; i + 8 <= n.size(); i += 8) {
+    uint64_t a, b;
+    std::memcpy(&a, n.data() + i, 8);
+    std::memcpy(&b, lower.data() + i, 8);
+    if ((a | 0x2020202020202020ull) != b) return false;
+  }
+  for (; i < n.size(); ++i)
+    if ((n[i] | 0x20) != lower[i]) return false;
+  return true;
+}
+
+}  // namespace
+
 HeaderKind classifyHeader(std::string_view n) {
+  auto iequals = equalsToken;
   switch (n.size()) {
     case 2:
       if (iequals(n, "te")) return HeaderKind::kHopByHop;

@@ -113,8 +113,11 @@ void Exchange::start(const RequestView& request) {
   connection_header_.reset();
   has_host_ = false;
   const http::HeaderList& in = *req_.headers;
+  request_kinds_.clear();
   for (size_t i = 0; i < in.size(); ++i) {
-    switch (http::classifyHeader(in.name(i))) {
+    http::HeaderKind kind = http::classifyHeader(in.name(i));
+    request_kinds_.push_back(kind);
+    switch (kind) {
       case http::HeaderKind::kRequestId:
         if (!id) id = in.value(i);
         break;
@@ -331,7 +334,7 @@ void Exchange::buildUpstreamHead(absl::Time now) {
       !http::iequals(*connection_header_, "close");
   for (size_t i = 0; i < in.size(); ++i) {
     std::string_view name = in.name(i);
-    switch (http::classifyHeader(name)) {
+    switch (request_kinds_[i]) {
       case http::HeaderKind::kOther:
       case http::HeaderKind::kHost:
       case http::HeaderKind::kContentType:
@@ -370,9 +373,11 @@ void Exchange::onUpstreamHeaders(const UpstreamResponseHead& head) {
                         head.status) != route_->cache->statuses.end();
   answer_headers_.clear();
   answer_cache_control_.clear();
+  answer_kinds_.clear();
   for (size_t i = 0; i < head.headerCount(); ++i) {
     std::string_view name = head.headerName(i);
     http::HeaderKind kind = http::classifyHeader(name);
+    answer_kinds_.push_back(kind);
     if (kind == http::HeaderKind::kContentType)
       content_type = head.headerValue(i);
     else if (kind == http::HeaderKind::kRetryAfter)
@@ -417,7 +422,7 @@ void Exchange::buildClientHead(const UpstreamResponseHead& head) {
   bool no_body = req_.method == "HEAD" || head.status == 204 || head.status == 304;
   for (size_t i = 0; i < head.headerCount(); ++i) {
     std::string_view name = head.headerName(i);
-    http::HeaderKind kind = http::classifyHeader(name);
+    http::HeaderKind kind = answer_kinds_[i];
     // Framing is ours to set, except that a body-less answer keeps the
     // length it describes.
     if (!isEndToEndAnswerHeader(kind) && !(no_body && kind == http::HeaderKind::kContentLength))
