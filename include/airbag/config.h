@@ -207,6 +207,16 @@ struct ValidateConfig {
 
 enum class PredicateOp { kEq, kNe, kGt, kGe, kLt, kLe, kIn, kExists, kMatches };
 
+// The YAML spelling of a JSON type and of a predicate operator.
+constexpr const char* jsonTypeName(JsonType t) {
+  constexpr const char* kNames[] = {"object", "array", "string", "number", "boolean", "null"};
+  return kNames[static_cast<int>(t)];
+}
+constexpr const char* predicateOpName(PredicateOp op) {
+  constexpr const char* kNames[] = {"eq", "ne", "gt", "ge", "lt", "le", "in", "exists", "matches"};
+  return kNames[static_cast<int>(op)];
+}
+
 struct Predicate {
   std::string pointer;
   PredicateOp op = PredicateOp::kEq;

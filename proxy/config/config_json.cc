@@ -51,48 +51,6 @@ std::string_view keyBodyName(CacheKeyBody b) {
   return "raw";
 }
 
-std::string_view jsonTypeName(JsonType t) {
-  switch (t) {
-    case JsonType::kObject:
-      return "object";
-    case JsonType::kArray:
-      return "array";
-    case JsonType::kString:
-      return "string";
-    case JsonType::kNumber:
-      return "number";
-    case JsonType::kBoolean:
-      return "boolean";
-    case JsonType::kNull:
-      return "null";
-  }
-  return "null";
-}
-
-std::string_view opName(PredicateOp op) {
-  switch (op) {
-    case PredicateOp::kEq:
-      return "eq";
-    case PredicateOp::kNe:
-      return "ne";
-    case PredicateOp::kGt:
-      return "gt";
-    case PredicateOp::kGe:
-      return "ge";
-    case PredicateOp::kLt:
-      return "lt";
-    case PredicateOp::kLe:
-      return "le";
-    case PredicateOp::kIn:
-      return "in";
-    case PredicateOp::kExists:
-      return "exists";
-    case PredicateOp::kMatches:
-      return "matches";
-  }
-  return "eq";
-}
-
 // Operands and bodies were validated as JSON at load; parse them back so the
 // output shows values, not strings of JSON. A body that is not JSON stays text.
 Json embedded(const std::string& text) {
@@ -216,7 +174,7 @@ Json routeJson(const RouteConfig& r) {
         for (const Rule& rule : step.rules) {
           Json when = Json::array();
           for (const Predicate& p : rule.when) {
-            when.push_back({{"pointer", p.pointer}, {opName(p.op), embedded(p.value_json)}});
+            when.push_back({{"pointer", p.pointer}, {predicateOpName(p.op), embedded(p.value_json)}});
           }
           rules.push_back({{"name", rule.name},
                            {"when", std::move(when)},

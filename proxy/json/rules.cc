@@ -28,33 +28,9 @@ struct CompiledRules::CompiledRule {
 
 namespace {
 
-const char* opName(PredicateOp op) {
-  switch (op) {
-    case PredicateOp::kEq:
-      return "eq";
-    case PredicateOp::kNe:
-      return "ne";
-    case PredicateOp::kGt:
-      return "gt";
-    case PredicateOp::kGe:
-      return "ge";
-    case PredicateOp::kLt:
-      return "lt";
-    case PredicateOp::kLe:
-      return "le";
-    case PredicateOp::kIn:
-      return "in";
-    case PredicateOp::kExists:
-      return "exists";
-    case PredicateOp::kMatches:
-      return "matches";
-  }
-  return "?";
-}
-
 absl::Status invalid(const Rule& rule, const Predicate& p, std::string_view what) {
   return absl::InvalidArgumentError(
-      absl::StrCat("rule \"", rule.name, "\" predicate ", opName(p.op), " on \"", p.pointer, "\"",
+      absl::StrCat("rule \"", rule.name, "\" predicate ", predicateOpName(p.op), " on \"", p.pointer, "\"",
                    (p.loc.line > 0 ? absl::StrCat(" (line ", p.loc.line, ")") : std::string()),
                    ": ", absl::string_view(what.data(), what.size())));
 }

@@ -90,24 +90,6 @@ ValidationResult checkOne(const Document& answer, const JsonCheck& check) {
 
 }  // namespace
 
-const char* jsonTypeName(JsonType type) {
-  switch (type) {
-    case JsonType::kObject:
-      return "object";
-    case JsonType::kArray:
-      return "array";
-    case JsonType::kString:
-      return "string";
-    case JsonType::kNumber:
-      return "number";
-    case JsonType::kBoolean:
-      return "boolean";
-    case JsonType::kNull:
-      return "null";
-  }
-  return "null";
-}
-
 ValidationResult validate(const Document& answer, const std::vector<JsonCheck>& checks) {
   if (checks.empty()) return {};
   if (!answer.ok()) return ValidationResult{false, "the answer is not valid JSON"};

@@ -24,7 +24,5 @@ struct ValidationResult {
 // Allocates only to describe a failure.
 ValidationResult validate(const Document& answer, const std::vector<JsonCheck>& checks);
 
-// "object", "array", "string", "number", "boolean" or "null".
-const char* jsonTypeName(JsonType type);
 
 }  // namespace airbag::json

@@ -212,18 +212,22 @@ void Exchange::injectFault() {
 
 void Exchange::checkBreaker() {
   stage_ = Stage::kCircuitBreaker;
-  if (policy::CircuitBreaker* breaker = runtime_->breaker()) {
-    policy::CircuitBreaker::Permit p = breaker->tryAcquire(ctx_.now());
-    if (!p.allowed) {
-      circuit_retry_after_s_ = std::max<int>(
-          1, static_cast<int>(absl::ToInt64Seconds(absl::Ceil(p.retry_after, absl::Seconds(1)))));
-      runFallback(Failure::kCircuitOpen);
-      return;
-    }
-    permit_held_ = true;
-    permit_probe_ = p.probe;
+  if (acquirePermit(ctx_.now())) acquireBulkhead();
+}
+
+bool Exchange::acquirePermit(absl::Time now) {
+  policy::CircuitBreaker* breaker = runtime_->breaker();
+  if (!breaker || permit_held_) return true;
+  policy::CircuitBreaker::Permit p = breaker->tryAcquire(now);
+  if (!p.allowed) {
+    circuit_retry_after_s_ = std::max<int>(
+        1, static_cast<int>(absl::ToInt64Seconds(absl::Ceil(p.retry_after, absl::Seconds(1)))));
+    runFallback(Failure::kCircuitOpen);
+    return false;
   }
-  acquireBulkhead();
+  permit_held_ = true;
+  permit_probe_ = p.probe;
+  return true;
 }
 
 void Exchange::acquireBulkhead() {
@@ -286,20 +290,8 @@ void Exchange::startAttempt() {
     runFallback(Failure::kTimeout);
     return;
   }
-  if (!permit_held_) {
-    if (policy::CircuitBreaker* breaker = runtime_->breaker()) {
-      // A retry asks the breaker again: one that opened meanwhile stops it.
-      policy::CircuitBreaker::Permit p = breaker->tryAcquire(now);
-      if (!p.allowed) {
-        circuit_retry_after_s_ = std::max<int>(
-            1, static_cast<int>(absl::ToInt64Seconds(absl::Ceil(p.retry_after, absl::Seconds(1)))));
-        runFallback(Failure::kCircuitOpen);
-        return;
-      }
-      permit_held_ = true;
-      permit_probe_ = p.probe;
-    }
-  }
+  // A retry asks the breaker again: one that opened meanwhile stops it.
+  if (!acquirePermit(now)) return;
   policy::TryDeadlines d = policy::tryDeadlines(now, deadline_, route_->timeout);
   launchTry(now, d.end, d.first_byte);
 }

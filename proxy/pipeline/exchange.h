@@ -96,6 +96,9 @@ class Exchange final : public UpstreamResponseHandler {
   void injectFault();
   void lookupCache();
   void checkBreaker();
+  // Takes a breaker permit for the route's next try unless one is held;
+  // false when refused (the ladder has then taken over).
+  bool acquirePermit(absl::Time now);
   void acquireBulkhead();
   void onBulkheadGranted();
   void onWake();
