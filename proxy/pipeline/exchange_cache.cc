@@ -139,6 +139,11 @@ class Exchange::Revalidation final : public BackgroundTask, public UpstreamRespo
 };
 
 void Exchange::countLookup(std::string_view result) {
+  using L = RouteRuntime::Lookup;
+  runtime_->countLookup(result == "hit" ? L::kHit
+                        : result == "stale" ? L::kStale
+                        : result == "miss" ? L::kMiss
+                                           : L::kBypass);
   if (ctx_.metrics)
     ctx_.metrics->incCounter(ctx_.metrics->families().cache_lookups_total, {route_->name, result});
 }

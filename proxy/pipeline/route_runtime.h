@@ -6,6 +6,8 @@
 // place), so its breaker, bulkhead and budget state carry over.
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
@@ -37,6 +39,14 @@ class RouteRuntime {
     return step < fallback_breakers_.size() ? fallback_breakers_[step].get() : nullptr;
   }
 
+  // Cache lookups of this route by result, for GET /routes (the metrics
+  // have them too, per worker; these are process-wide and cheap to read).
+  enum class Lookup { kHit, kStale, kMiss, kBypass };
+  void countLookup(Lookup r) { lookups_[static_cast<int>(r)].fetch_add(1, std::memory_order_relaxed); }
+  uint64_t lookups(Lookup r) const {
+    return lookups_[static_cast<int>(r)].load(std::memory_order_relaxed);
+  }
+
   // Runtime fault injection set through the admin API; overrides the
   // route's configured `fault` while set. Thread-safe.
   std::optional<FaultConfig> faultOverride() const;
@@ -50,6 +60,7 @@ class RouteRuntime {
   std::shared_ptr<policy::CircuitBreaker> breaker_;
   std::vector<std::string> fallback_names_;  // upstream of each fallback step ("" if none)
   std::vector<std::shared_ptr<policy::CircuitBreaker>> fallback_breakers_;
+  std::array<std::atomic<uint64_t>, 4> lookups_{};
   std::shared_ptr<absl::Mutex> fault_mu_;  // shared with successors, like the override
   std::shared_ptr<std::optional<FaultConfig>> fault_override_;
 };

@@ -50,7 +50,13 @@ Json routeState(const pipeline::Snapshot& snap, std::string_view route, absl::Ti
                        {"retries_allowed_now", bs.allowed_now}};
   if (snap.cache) {
     policy::CacheStore::RouteStats cs = snap.cache->routeStats(route);
-    j["cache"] = {{"entries", cs.entries}, {"bytes", cs.bytes}};
+    using L = pipeline::RouteRuntime::Lookup;
+    j["cache"] = {{"entries", cs.entries},
+                  {"bytes", cs.bytes},
+                  {"hits", rt->lookups(L::kHit)},
+                  {"stale", rt->lookups(L::kStale)},
+                  {"misses", rt->lookups(L::kMiss)},
+                  {"bypassed", rt->lookups(L::kBypass)}};
   }
   if (auto f = rt->faultOverride()) {
     j["fault"] = {{"source", "admin"},

@@ -311,6 +311,16 @@ TEST_F(DegradationTest, CanonicalKeyIgnoresSpellingAndIgnoredFields) {
   EXPECT_EQ(after.header("x-demo-request-seq"), "3");
   EXPECT_EQ(cacheOf(R"({"a":3,"b":1})", {{"pragma", "no-cache"}}), "bypass");
   EXPECT_EQ(seen(*demo_, path), 4);
+
+  // /routes counts the same lookups: 5 hits, 2 misses, 2 bypassed, and the
+  // route's entries.
+  nlohmann::json cache = airbag_->admin("GET", "/routes/canon").json()["state"]["cache"];
+  EXPECT_EQ(cache["hits"], 5) << cache;
+  EXPECT_EQ(cache["misses"], 2) << cache;
+  EXPECT_EQ(cache["bypassed"], 2) << cache;
+  EXPECT_EQ(cache["stale"], 0) << cache;
+  EXPECT_EQ(cache["entries"], 2) << cache;
+  EXPECT_GT(cache["bytes"], 0) << cache;
 }
 
 TEST_F(DegradationTest, TheCacheStaysUnderItsByteCapAndTheProcessStaysSmall) {
