@@ -44,6 +44,9 @@ class UpstreamResponseHandler {
   virtual void onUpstreamHeaders(const UpstreamResponseHead& head) = 0;
   // A piece of the decoded body (chunk framing removed); valid during the call.
   virtual void onUpstreamData(std::string_view data) = 0;
+  // Everything read from the socket so far has been delivered: a handler that
+  // relays a stream flushes here, once per read rather than once per piece.
+  virtual void onUpstreamReadDone() {}
   // The answer ended with its framing intact.
   virtual void onUpstreamComplete() = 0;
   // The try failed (connect, reset, truncated answer, ...). `outcome` is

@@ -304,6 +304,7 @@ void Exchange::launchTry(absl::Time now, absl::Time end, absl::Time first_byte) 
   first_byte_by_ = first_byte;
   got_head_ = streaming_ = committed_ = paused_ = sse_ = false;
   body_.clear();
+  stream_out_.clear();
   ++attempts_;
   buildUpstreamHead(now);
   UpstreamRequest r;
@@ -450,6 +451,12 @@ void Exchange::onUpstreamData(std::string_view data) {
     else
       store_stream_ = false;  // too big to keep; relayed all the same
   }
+}
+
+void Exchange::onUpstreamReadDone() {
+  if (!committed_) return;
+  // One write per upstream read, however many events it carried.
+  flushStream();
   armTimer(ctx_.now() + route_->timeout.idle);
   if (!paused_ && call_ && down_.pendingBytes() > kPauseUpstreamAt) {
     paused_ = true;
@@ -460,20 +467,26 @@ void Exchange::onUpstreamData(std::string_view data) {
 void Exchange::commitStream() {
   committed_ = true;
   stage_ = Stage::kStreaming;
-  down_.write(client_head_);
+  stream_out_.append(client_head_);
 }
 
 void Exchange::writeStreamData(std::string_view data) {
   if (data.empty()) return;
   bytes_sent_ += static_cast<int64_t>(data.size());
-  if (!chunked_to_client_) {
-    down_.write(data);
-    return;
+  if (chunked_to_client_) {
+    http::appendHexNumber(stream_out_, data.size());
+    stream_out_ += "\r\n";
+    stream_out_.append(data);
+    stream_out_ += "\r\n";
+  } else {
+    stream_out_.append(data);
   }
-  scratch_.clear();
-  http::appendHexNumber(scratch_, data.size());
-  scratch_ += "\r\n";
-  down_.write(scratch_, data, "\r\n");
+}
+
+void Exchange::flushStream() {
+  if (stream_out_.empty()) return;
+  down_.write(stream_out_);
+  stream_out_.clear();
 }
 
 void Exchange::onDownstreamWritable() {
@@ -498,8 +511,8 @@ void Exchange::onUpstreamComplete() {
       ctx_.metrics->incCounter(ctx_.metrics->families().fallbacks_total,
                                {route_->name, source_label_});
     maybeStore();
-    finish(status_, /*aborted=*/false,
-           chunked_to_client_ ? std::string_view("0\r\n\r\n") : std::string_view());
+    if (chunked_to_client_) stream_out_ += "0\r\n\r\n";
+    finish(status_, /*aborted=*/false, stream_out_);
     return;
   }
   if (outcome == AttemptOutcome::kOk && !streaming_ && !validateAnswer())
@@ -522,8 +535,8 @@ void Exchange::onUpstreamComplete() {
   }
   commitStream();
   maybeStore();
-  finish(status_, /*aborted=*/false,
-         chunked_to_client_ ? std::string_view("0\r\n\r\n") : std::string_view());
+  if (chunked_to_client_) stream_out_ += "0\r\n\r\n";
+  finish(status_, /*aborted=*/false, stream_out_);
 }
 
 void Exchange::onUpstreamFailure(AttemptOutcome outcome, std::string_view detail) {
@@ -621,7 +634,7 @@ void Exchange::abortStream(std::string_view code) {
     writeStreamData(ev);
   }
   close_ = true;
-  finish(status_, /*aborted=*/true);
+  finish(status_, /*aborted=*/true, stream_out_);
 }
 
 void Exchange::replyLocal(int status, std::string_view code, std::string_view message,

@@ -71,6 +71,7 @@ class Exchange final : public UpstreamResponseHandler {
   // UpstreamResponseHandler
   void onUpstreamHeaders(const UpstreamResponseHead& head) override;
   void onUpstreamData(std::string_view data) override;
+  void onUpstreamReadDone() override;
   void onUpstreamComplete() override;
   void onUpstreamFailure(AttemptOutcome outcome, std::string_view detail) override;
 
@@ -137,6 +138,7 @@ class Exchange final : public UpstreamResponseHandler {
   static bool retryableStatus(const RetryConfig& retry, int status);
   void writeStreamData(std::string_view data);
   void commitStream();
+  void flushStream();
 
   void abortStream(std::string_view code);
   void replyLocal(int status, std::string_view code, std::string_view message,
@@ -231,6 +233,7 @@ class Exchange final : public UpstreamResponseHandler {
   int64_t bytes_sent_ = 0;
   std::string client_head_;
   std::string body_;
+  std::string stream_out_;  // a stream's bytes read but not yet written to the client
   std::string scratch_;
 };
 

@@ -198,7 +198,9 @@ void HttpPool::Conn::onRead() {
 
 void HttpPool::Conn::processInput() {
   evbuffer* in = bufferevent_get_input(bev_);
+  bool delivered = false;
   while (call_ && evbuffer_get_length(in) > 0) {
+    delivered = true;
     got_bytes_ = true;
     evbuffer_iovec vec;
     if (evbuffer_peek(in, -1, nullptr, &vec, 1) < 1) break;
@@ -220,6 +222,7 @@ void HttpPool::Conn::processInput() {
     }
     evbuffer_drain(in, consumed);
   }
+  if (delivered && call_) call_->handler_->onUpstreamReadDone();  // last use of this
 }
 
 int HttpPool::Conn::onHeadersComplete() {
