@@ -102,7 +102,7 @@ void Exchange::start(const RequestView& request) {
   status_ = 0;
   got_head_ = streaming_ = committed_ = paused_ = sse_ = false;
   bytes_sent_ = 0;
-  start_ = ctx_.now();
+  start_ = WorkerContext::preciseNow();
   close_ = !down_.keepAlive();
   client_budget_ = false;
   if (ctx_.metrics) ctx_.metrics->addInFlight(1);
@@ -204,7 +204,7 @@ void Exchange::injectFault() {
   }
   if (f.delay_percent > 0 && f.delay > absl::ZeroDuration() &&
       absl::Uniform(ctx_.rng, 0.0, 100.0) < f.delay_percent) {
-    armTimer(ctx_.now() + f.delay);  // onTimer continues with lookupCache()
+    armTimer(WorkerContext::preciseNow() + f.delay);  // onTimer continues with lookupCache()
     return;
   }
   lookupCache();
@@ -243,7 +243,7 @@ void Exchange::acquireBulkhead() {
       return;
     case policy::BulkheadAdmit::kQueued:
       queued_ = true;
-      armTimer(ctx_.now() + runtime_->bulkhead().queueTimeout());
+      armTimer(WorkerContext::preciseNow() + runtime_->bulkhead().queueTimeout());
       return;
     case policy::BulkheadAdmit::kRejected:
       ticket_->disarm();
@@ -285,7 +285,7 @@ void Exchange::beginAttempts() {
 
 void Exchange::startAttempt() {
   stage_ = Stage::kAttempt;
-  absl::Time now = ctx_.now();
+  absl::Time now = WorkerContext::preciseNow();
   if (now >= deadline_) {
     runFallback(Failure::kTimeout);
     return;
@@ -457,7 +457,7 @@ void Exchange::onUpstreamReadDone() {
   if (!committed_) return;
   // One write per upstream read, however many events it carried.
   flushStream();
-  armTimer(ctx_.now() + route_->timeout.idle);
+  armTimer(WorkerContext::preciseNow() + route_->timeout.idle);
   if (!paused_ && call_ && down_.pendingBytes() > kPauseUpstreamAt) {
     paused_ = true;
     call_->pauseReading();
@@ -494,7 +494,7 @@ void Exchange::onDownstreamWritable() {
     // The client is taking data again: that is progress, so the idle clock
     // restarts (a client that stops reading altogether is cut at `idle`).
     paused_ = false;
-    armTimer(ctx_.now() + route_->timeout.idle);
+    armTimer(WorkerContext::preciseNow() + route_->timeout.idle);
     call_->resumeReading();
   }
 }
@@ -504,7 +504,7 @@ void Exchange::onUpstreamComplete() {
   AttemptOutcome outcome = status_ >= 500 ? AttemptOutcome::kError5xx : AttemptOutcome::kOk;
   if (committed_) {
     // A streamed answer already under way: nothing left to decide.
-    upstream_time_ += ctx_.now() - try_start_;
+    upstream_time_ += WorkerContext::preciseNow() - try_start_;
     recordAttempt(outcome);
     reportToBreaker(outcome == AttemptOutcome::kOk);
     if (fallback_step_ >= 0 && ctx_.metrics)
@@ -542,7 +542,7 @@ void Exchange::onUpstreamComplete() {
 void Exchange::onUpstreamFailure(AttemptOutcome outcome, std::string_view detail) {
   call_ = nullptr;
   if (committed_) {
-    upstream_time_ += ctx_.now() - try_start_;
+    upstream_time_ += WorkerContext::preciseNow() - try_start_;
     recordAttempt(outcome);
     reportToBreaker(false);
     abortStream(outcome == AttemptOutcome::kTimeout ? "timeout" : "upstream_reset");
@@ -557,7 +557,7 @@ void Exchange::onTryFailed(AttemptOutcome outcome) {
 }
 
 bool Exchange::endTry(AttemptOutcome outcome, int status) {
-  absl::Time now = ctx_.now();
+  absl::Time now = WorkerContext::preciseNow();
   upstream_time_ += now - try_start_;
   recordAttempt(outcome);
   reportToBreaker(outcome == AttemptOutcome::kOk);
@@ -584,8 +584,10 @@ bool Exchange::endTry(AttemptOutcome outcome, int status) {
 void Exchange::reportToBreaker(bool success) {
   if (!permit_held_) return;
   permit_held_ = false;
-  if (policy::CircuitBreaker* breaker = currentBreaker())
-    breaker->onResult(ctx_.now(), success, ctx_.now() - try_start_, permit_probe_);
+  if (policy::CircuitBreaker* breaker = currentBreaker()) {
+    absl::Time now = WorkerContext::preciseNow();
+    breaker->onResult(now, success, now - try_start_, permit_probe_);
+  }
 }
 
 void Exchange::releaseHolds() {
@@ -672,7 +674,7 @@ void Exchange::setSource(AnswerSource source, std::string_view detail) {
 }
 
 void Exchange::record(int status) {
-  absl::Time now = ctx_.now();
+  absl::Time now = WorkerContext::preciseNow();
   std::string_view route_name = route_ ? std::string_view(route_->name) : std::string_view();
   std::string_view source_label = source_label_;
   if (ctx_.metrics) {
@@ -728,7 +730,8 @@ void Exchange::cancel() {
 }
 
 void Exchange::armTimer(absl::Time at) {
-  absl::Duration d = std::max(at - ctx_.now(), absl::ZeroDuration());
+  timer_at_ = at;
+  absl::Duration d = std::max(at - WorkerContext::preciseNow(), absl::ZeroDuration());
   timeval tv = absl::ToTimeval(d);
   evtimer_add(&timer_, &tv);
 }
@@ -736,6 +739,12 @@ void Exchange::armTimer(absl::Time at) {
 void Exchange::timerCb(int, short, void* arg) { static_cast<Exchange*>(arg)->onTimer(); }
 
 void Exchange::onTimer() {
+  // The loop's timers run on a coarse clock and may fire a tick early;
+  // deadlines are promised to the millisecond, so wait out the rest.
+  if (WorkerContext::preciseNow() < timer_at_) {
+    armTimer(timer_at_);
+    return;
+  }
   switch (stage_) {
     case Stage::kFault:  // the injected delay is over
       lookupCache();
@@ -782,7 +791,7 @@ void Exchange::onTimer() {
     call_ = nullptr;
   }
   if (committed_) {
-    upstream_time_ += ctx_.now() - try_start_;
+    upstream_time_ += WorkerContext::preciseNow() - try_start_;
     recordAttempt(AttemptOutcome::kTimeout);
     reportToBreaker(false);
     abortStream("timeout");

@@ -158,6 +158,7 @@ class Exchange final : public UpstreamResponseHandler {
   WorkerContext& ctx_;
   Downstream& down_;
   event timer_;
+  absl::Time timer_at_;  // when timer_ is due
   Stage stage_ = Stage::kIdle;
 
   // The request.

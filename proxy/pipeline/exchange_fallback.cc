@@ -88,7 +88,7 @@ bool Exchange::startFallbackAttempt(size_t step) {
     if (policy::CircuitBreaker* b = currentBreaker()) b->onAbandoned(permit_probe_);
   }
   fallback_step_ = static_cast<int>(step);
-  absl::Time now = ctx_.now();
+  absl::Time now = WorkerContext::preciseNow();
   if (policy::CircuitBreaker* breaker = runtime_->fallbackBreaker(step)) {
     policy::CircuitBreaker::Permit p = breaker->tryAcquire(now);
     if (!p.allowed) return false;

@@ -44,7 +44,12 @@ struct WorkerContext {
   bool draining = false;
   std::list<std::unique_ptr<BackgroundTask>> background;
 
-  // The loop's cached time: read once per loop pass, not per call.
+  // The exact time, for the few instants a deadline is measured from.
+  static absl::Time preciseNow() { return absl::Now(); }
+
+  // The loop's cached time: read once per loop pass, not per call, from a
+  // coarse clock (a few ms of resolution). Good for statistics and windows;
+  // deadlines use preciseNow().
   absl::Time now() const {
     timeval tv;
     event_base_gettimeofday_cached(base, &tv);

@@ -17,9 +17,8 @@ constexpr timeval kFlushEvery = {0, 100 * 1000};
 
 event_base* newBase() {
   event_config* cfg = event_config_new();
-  // Deadlines are promised to the millisecond; the default coarse clock can
-  // fire timers up to a tick (~4 ms) early.
-  event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER);
+  // The default coarse clock is kept: a precise one costs a timerfd_settime
+  // call on every loop pass. Deadlines re-check an exact clock instead.
   // One thread owns the base; other threads only wake it with event_active,
   // which stays safe because the process enables libevent's thread support.
   event_base* base = event_base_new_with_config(cfg);
