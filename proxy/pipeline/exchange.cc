@@ -395,7 +395,9 @@ void Exchange::onUpstreamHeaders(const UpstreamResponseHead& head) {
   buildClientHead(head);
   if (!streaming_) {
     if (head.has_content_length) body_.reserve(head.content_length);
-    armTimer(try_end_);
+    // From here the whole answer must arrive by the try's end (by default
+    // first_byte is per_try, and the timer already says so).
+    if (timer_at_ != try_end_) armTimer(try_end_);
   }
 }
 

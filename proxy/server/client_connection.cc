@@ -151,7 +151,9 @@ int ClientConnection::onBody(std::string_view data) {
 }
 
 void ClientConnection::startRequest() {
-  event_del(&timer_);
+  // The idle/header timer is left to run: while a request is being answered
+  // onTimer ignores it, and responseDone re-arms it. That saves a timer
+  // removal on every request of a keep-alive connection.
   header_timer_armed_ = false;
   state_ = State::kProcessing;
   pipeline::RequestView r;
