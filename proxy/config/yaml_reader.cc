@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "proxy/config/str_util.h"
 #include "proxy/config/units.h"
+#include "proxy/json/document.h"
 
 namespace airbag::config {
 namespace {
@@ -400,14 +401,6 @@ std::optional<nlohmann::ordered_json> ValueReader::json(const YAML::Node& n) {
   return std::nullopt;
 }
 
-bool isJsonPointer(std::string_view pointer) {
-  if (pointer.empty()) return true;
-  if (pointer[0] != '/') return false;
-  for (size_t i = 0; i < pointer.size(); ++i) {
-    if (pointer[i] != '~') continue;
-    if (i + 1 >= pointer.size() || (pointer[i + 1] != '0' && pointer[i + 1] != '1')) return false;
-  }
-  return true;
-}
+bool isJsonPointer(std::string_view pointer) { return json::isValidPointer(pointer); }
 
 }  // namespace airbag::config

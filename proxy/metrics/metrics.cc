@@ -187,47 +187,37 @@ WorkerMetrics::Cell* WorkerMetrics::insertLocked(size_t index, const LabelValues
   return raw;
 }
 
-void WorkerMetrics::incCounter(FamilyId id, const LabelValues& labels, uint64_t delta) {
+template <typename Fn>
+void WorkerMetrics::withCell(FamilyId id, MetricType type, const LabelValues& labels, Fn&& fn) {
+  // A shared shard is written by many threads: every call locks. A worker's
+  // own shard locks only to insert a label set it has not seen before.
   if (shared_) {
     std::lock_guard<std::mutex> lock(mu_);
-    if (Cell* c = cellLocked(id, MetricType::kCounter, labels)) addRelaxed(c->count, delta);
+    if (Cell* c = cellLocked(id, type, labels)) fn(c);
     return;
   }
-  if (Cell* c = cell(id, MetricType::kCounter, labels)) addRelaxed(c->count, delta);
+  if (Cell* c = cell(id, type, labels)) fn(c);
+}
+
+void WorkerMetrics::incCounter(FamilyId id, const LabelValues& labels, uint64_t delta) {
+  withCell(id, MetricType::kCounter, labels, [delta](Cell* c) { addRelaxed(c->count, delta); });
 }
 
 void WorkerMetrics::addGauge(FamilyId id, const LabelValues& labels, double delta) {
-  if (shared_) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (Cell* c = cellLocked(id, MetricType::kGauge, labels)) addRelaxed(c->value, delta);
-    return;
-  }
-  if (Cell* c = cell(id, MetricType::kGauge, labels)) addRelaxed(c->value, delta);
+  withCell(id, MetricType::kGauge, labels, [delta](Cell* c) { addRelaxed(c->value, delta); });
 }
 
 void WorkerMetrics::setGauge(FamilyId id, const LabelValues& labels, double value) {
-  if (shared_) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (Cell* c = cellLocked(id, MetricType::kGauge, labels))
-      c->value.store(value, std::memory_order_relaxed);
-    return;
-  }
-  if (Cell* c = cell(id, MetricType::kGauge, labels))
-    c->value.store(value, std::memory_order_relaxed);
+  withCell(id, MetricType::kGauge, labels,
+           [value](Cell* c) { c->value.store(value, std::memory_order_relaxed); });
 }
 
 void WorkerMetrics::observe(FamilyId id, const LabelValues& labels, double value) {
-  auto record = [value](Cell* c) {
+  withCell(id, MetricType::kHistogram, labels, [value](Cell* c) {
     size_t i = std::lower_bound(c->bounds, c->bounds + c->num_bounds, value) - c->bounds;
     addRelaxed(c->buckets[i], uint64_t{1});
     addRelaxed(c->value, value);
-  };
-  if (shared_) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (Cell* c = cellLocked(id, MetricType::kHistogram, labels)) record(c);
-    return;
-  }
-  if (Cell* c = cell(id, MetricType::kHistogram, labels)) record(c);
+  });
 }
 
 void WorkerMetrics::recordRequest(std::string_view route, std::string_view source, int code,

@@ -134,6 +134,9 @@ class WorkerMetrics {
   Cell* cell(FamilyId id, MetricType type, const LabelValues& labels);
   // The *Locked variants need mu_ held.
   Cell* cellLocked(FamilyId id, MetricType type, const LabelValues& labels);
+  // Runs fn on the cell for these labels, locking as the shard needs.
+  template <typename Fn>
+  void withCell(FamilyId id, MetricType type, const LabelValues& labels, Fn&& fn);
   Cell* insertLocked(size_t index, const LabelValues& normalized);
 
   const Registry* const registry_;
