@@ -25,6 +25,8 @@ namespace {
 constexpr uint64_t kMaxBufferedBody = 8 * 1024 * 1024;
 // Above this much queued for a slow client, stop reading the upstream.
 constexpr size_t kPauseUpstreamAt = 256 * 1024;
+// Per-request buffers grown past this are freed before the next request.
+constexpr size_t kMaxKeptBuffer = 256 * 1024;
 
 
 bool isStreamingType(std::string_view content_type) {
@@ -75,6 +77,10 @@ Exchange::~Exchange() {
 }
 
 void Exchange::start(const RequestView& request) {
+  // Buffers keep their capacity from request to request, but not what one
+  // large answer made them: that would stay pinned to an idle connection.
+  for (std::string* b : {&body_, &stream_out_, &stream_copy_, &client_head_})
+    if (b->capacity() > kMaxKeptBuffer) std::string().swap(*b);
   req_ = request;
   stage_ = Stage::kRouting;
   snapshot_ = ctx_.snapshot;

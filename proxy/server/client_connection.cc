@@ -20,6 +20,8 @@ namespace {
 constexpr size_t kResumeUpstreamAt = 64 * 1024;
 // Pipelined input kept unparsed while a request is being answered.
 constexpr size_t kMaxQueuedInput = 256 * 1024;
+// A request-body buffer larger than this is freed between requests.
+constexpr size_t kMaxKeptBuffer = 256 * 1024;
 
 std::string_view pathOf(std::string_view url) {
   size_t q = url.find('?');
@@ -231,6 +233,9 @@ void ClientConnection::responseDone(bool close) {
   state_ = State::kReading;
   parser_.reset();
   body_.clear();
+  // Keep the capacity for the next request, unless one large upload would
+  // pin it to an idle keep-alive connection.
+  if (body_.capacity() > kMaxKeptBuffer) std::string().swap(body_);
   refuse_status_ = 0;
   armTimer(worker_.limits().idle_timeout);
   // Requests pipelined behind this one are already waiting in the input.
