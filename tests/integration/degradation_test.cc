@@ -9,7 +9,6 @@
 #include <fstream>
 #include <latch>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -111,18 +110,6 @@ routes:
 constexpr int64_t kCacheCapBytes = 256 * 1024;
 
 // The value of one sample line ("name{labels} value") of a Prometheus text exposition.
-std::optional<double> sampleValue(const std::string& text, const std::string& sample) {
-  std::istringstream lines(text);
-  std::string line;
-  while (std::getline(lines, line)) {
-    if (line.size() > sample.size() && line.compare(0, sample.size(), sample) == 0 &&
-        line[sample.size()] == ' ') {
-      return std::stod(line.substr(sample.size() + 1));
-    }
-  }
-  return std::nullopt;
-}
-
 // Resident set size of a process in KiB, from the kernel's per-process status file; -1 if unknown.
 int64_t residentKib(pid_t pid) {
   std::ifstream status("/proc/" + std::to_string(pid) + "/status");
@@ -156,11 +143,7 @@ class DegradationTest : public ::testing::Test {
   }
 
   // One sample of /metrics; nullopt when absent (or /metrics failed).
-  std::optional<double> metric(const std::string& sample) {
-    auto text = airbag_->metrics();
-    if (!text.ok()) return std::nullopt;
-    return sampleValue(*text, sample);
-  }
+  std::optional<double> metric(const std::string& sample) { return airbag_->metric(sample); }
 
   // Requests a demo server saw on `path` since its start or last reset.
   static int64_t seen(DemoServer& server, const std::string& path) {

@@ -1210,4 +1210,23 @@ absl::StatusOr<ExitStatus> AirbagProcess::terminate(milliseconds timeout) {
   return *exit;
 }
 
+std::optional<double> metricSample(std::string_view exposition, std::string_view sample) {
+  while (!exposition.empty()) {
+    size_t eol = exposition.find('\n');
+    std::string_view line = exposition.substr(0, eol);
+    if (line.size() > sample.size() && line.substr(0, sample.size()) == sample &&
+        line[sample.size()] == ' ')
+      return std::stod(std::string(line.substr(sample.size() + 1)));
+    if (eol == std::string_view::npos) break;
+    exposition.remove_prefix(eol + 1);
+  }
+  return std::nullopt;
+}
+
+std::optional<double> AirbagProcess::metric(std::string_view sample) {
+  absl::StatusOr<std::string> text = metrics();
+  if (!text.ok()) return std::nullopt;
+  return metricSample(*text, sample);
+}
+
 }  // namespace airbag::testing

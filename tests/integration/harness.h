@@ -390,6 +390,10 @@ class DemoServer {
   std::unique_ptr<Process> process_;
 };
 
+// The value of the sample named `sample` (metric name with its labels, as
+// printed) in a Prometheus text exposition; nullopt when no line has it.
+std::optional<double> metricSample(std::string_view exposition, std::string_view sample);
+
 // The airbag binary running a config written from a YAML template. Built-in placeholders:
 // ${LISTEN_PORT}, ${ADMIN_PORT}, ${LISTEN} and ${ADMIN} ("127.0.0.1:PORT"), ${DIR} (a private
 // directory for files the config names, such as access logs or token files); tests add their
@@ -425,6 +429,9 @@ class AirbagProcess {
                  const Headers& headers = {}, milliseconds timeout = milliseconds(10000));
   // GET /metrics on the admin port.
   absl::StatusOr<std::string> metrics();
+  // The value of one sample of GET /metrics, e.g.
+  // `airbag_retries_total{route="r"}`; nullopt when absent or /metrics failed.
+  std::optional<double> metric(std::string_view sample);
 
   // Rewrites the config file from a new template, keeping this process's ports and ${DIR} (for
   // reload tests; follow with reload() or POST /reload).

@@ -56,13 +56,7 @@ class ProxyBasicsTest : public ::testing::Test {
   }
 
   // The metric sample line's value, or -1 when absent.
-  double metric(const std::string& sample) {
-    auto text = airbag_->metrics();
-    if (!text.ok()) return -1;
-    size_t at = text->find(sample + " ");
-    if (at == std::string::npos) return -1;
-    return std::stod(text->substr(at + sample.size() + 1));
-  }
+  double metric(const std::string& sample) { return airbag_->metric(sample).value_or(-1); }
 
   std::unique_ptr<DemoServer> demo_;
   std::unique_ptr<AirbagProcess> airbag_;

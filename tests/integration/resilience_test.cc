@@ -68,10 +68,9 @@ routes:
     bulkhead: { max_in_flight: 4, max_queue: 4, queue_timeout: 300ms }
 )";
 
+// A sample's value, 0 when the exposition has no such line yet.
 double metricValue(const std::string& text, const std::string& sample) {
-  size_t at = text.find(sample + " ");
-  if (at == std::string::npos) return 0;
-  return std::stod(text.substr(at + sample.size() + 1));
+  return metricSample(text, sample).value_or(0);
 }
 
 class ResilienceTest : public ::testing::Test {
