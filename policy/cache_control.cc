@@ -94,15 +94,16 @@ absl::Duration ageOrZero(const Directive& d) {
 }  // namespace
 
 Freshness freshnessFor(const RouteCacheConfig& route,
-                       std::optional<std::string_view> cache_control_header) {
+                       std::optional<std::string_view> cache_control_header,
+                       bool finished_event_stream) {
   Freshness f{route.ttl, route.stale_while_revalidate, route.stale_if_error, true};
   if (!route.respect_cache_control || !cache_control_header) return f;
 
   std::optional<absl::Duration> max_age, s_maxage, swr, sie;
   bool revalidate = false;
   forEachDirective(*cache_control_header, [&](const Directive& d) {
-    if (equalsIgnoreCase(d.name, "no-store") || equalsIgnoreCase(d.name, "no-cache") ||
-        equalsIgnoreCase(d.name, "private")) {
+    if (equalsIgnoreCase(d.name, "no-store") || equalsIgnoreCase(d.name, "private") ||
+        (equalsIgnoreCase(d.name, "no-cache") && !finished_event_stream)) {
       f.store = false;
     } else if (equalsIgnoreCase(d.name, "s-maxage")) {
       if (!s_maxage) s_maxage = ageOrZero(d);

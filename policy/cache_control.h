@@ -33,8 +33,13 @@ struct Freshness {
 //    over must-revalidate, being the upstream's explicit word).
 // Directive names are case-insensitive, values may be quoted, whitespace around
 // ',' and '=' is ignored, unknown directives are ignored. Pure; thread-safe.
+// With `finished_event_stream` (a complete text/event-stream answer on a route
+// with `streams: true`), no-cache does not prevent storing: event-stream
+// servers send it by reflex to keep intermediaries from buffering the stream,
+// not to forbid keeping a finished one. no-store and private still do.
 Freshness freshnessFor(const RouteCacheConfig& route,
-                       std::optional<std::string_view> cache_control_header);
+                       std::optional<std::string_view> cache_control_header,
+                       bool finished_event_stream = false);
 
 // True if a request's Cache-Control asks to skip the cache (no-cache or
 // no-store): the request goes upstream and its answer may still be stored.

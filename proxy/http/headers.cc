@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "proxy/http/text.h"
+
 namespace airbag::http {
 namespace {
 
@@ -113,6 +115,28 @@ HeaderKind classifyHeader(std::string_view n) {
   if (n.size() > 9 && (n[0] == 'x' || n[0] == 'X') && iequals(n.substr(0, 9), "x-airbag-"))
     return HeaderKind::kAirbag;
   return HeaderKind::kOther;
+}
+
+bool isRelayedAnswerHeader(HeaderKind kind) {
+  switch (kind) {
+    case HeaderKind::kHopByHop:
+    case HeaderKind::kConnection:
+    case HeaderKind::kTransferEncoding:
+    case HeaderKind::kContentLength:
+    case HeaderKind::kRequestId:
+    case HeaderKind::kBudget:
+    case HeaderKind::kAirbag:
+      return false;
+    default:
+      return true;
+  }
+}
+
+bool isStreamingContentType(std::string_view content_type) {
+  return startsWithIgnoreCase(content_type, "text/event-stream") ||
+         startsWithIgnoreCase(content_type, "application/x-ndjson") ||
+         startsWithIgnoreCase(content_type, "application/jsonl") ||
+         startsWithIgnoreCase(content_type, "application/json-seq");
 }
 
 bool headerHasToken(std::string_view value, std::string_view token) {

@@ -40,6 +40,14 @@ enum class HeaderKind : uint8_t {
 };
 HeaderKind classifyHeader(std::string_view name);
 
+// True for answer headers passed on to the client (and kept with a cached
+// answer): not hop-by-hop, not framing, not the ones airbag sets itself.
+bool isRelayedAnswerHeader(HeaderKind kind);
+
+// True for content types whose bodies are streams of events or records (SSE,
+// NDJSON, JSON Lines, JSON text sequences): relayed as they come.
+bool isStreamingContentType(std::string_view content_type);
+
 // True when `token` appears in a comma-separated header value (case-insensitive).
 bool headerHasToken(std::string_view value, std::string_view token);
 

@@ -29,29 +29,7 @@ constexpr size_t kPauseUpstreamAt = 256 * 1024;
 constexpr size_t kMaxKeptBuffer = 256 * 1024;
 
 
-bool isStreamingType(std::string_view content_type) {
-  return http::startsWithIgnoreCase(content_type, "text/event-stream") ||
-         http::startsWithIgnoreCase(content_type, "application/x-ndjson") ||
-         http::startsWithIgnoreCase(content_type, "application/jsonl") ||
-         http::startsWithIgnoreCase(content_type, "application/json-seq");
-}
 
-// Answer headers relayed to the client and kept in the cache: not the
-// hop-by-hop ones, not the framing, and not the ones airbag sets itself.
-bool isEndToEndAnswerHeader(http::HeaderKind kind) {
-  switch (kind) {
-    case http::HeaderKind::kHopByHop:
-    case http::HeaderKind::kConnection:
-    case http::HeaderKind::kTransferEncoding:
-    case http::HeaderKind::kContentLength:
-    case http::HeaderKind::kRequestId:
-    case http::HeaderKind::kBudget:
-    case http::HeaderKind::kAirbag:
-      return false;
-    default:
-      return true;
-  }
-}
 
 void appendHex(std::string& out, uint64_t v) {
   static constexpr char kHex[] = "0123456789abcdef";
@@ -383,11 +361,11 @@ void Exchange::onUpstreamHeaders(const UpstreamResponseHead& head) {
       retry_after_ = policy::parseRetryAfter(head.headerValue(i), ctx_.now());
     else if (kind == http::HeaderKind::kCacheControl)
       answer_cache_control_.assign(head.headerValue(i));
-    if (keep && isEndToEndAnswerHeader(kind))
+    if (keep && http::isRelayedAnswerHeader(kind))
       answer_headers_.emplace_back(name, head.headerValue(i));
   }
   sse_ = http::startsWithIgnoreCase(content_type, "text/event-stream");
-  streaming_ = !no_body && (isStreamingType(content_type) || !head.has_content_length ||
+  streaming_ = !no_body && (http::isStreamingContentType(content_type) || !head.has_content_length ||
                             head.content_length > kMaxBufferedBody);
   // An answer that may be retried or replaced is held back whole (error
   // bodies are small) so that nothing of it reaches the client first.
@@ -426,7 +404,7 @@ void Exchange::buildClientHead(const UpstreamResponseHead& head) {
     http::HeaderKind kind = answer_kinds_[i];
     // Framing is ours to set, except that a body-less answer keeps the
     // length it describes.
-    if (!isEndToEndAnswerHeader(kind) && !(no_body && kind == http::HeaderKind::kContentLength))
+    if (!http::isRelayedAnswerHeader(kind) && !(no_body && kind == http::HeaderKind::kContentLength))
       continue;
     http::append(h, name, ": ", head.headerValue(i), "\r\n");
   }

@@ -122,6 +122,14 @@ class Exchange final : public UpstreamResponseHandler {
   const json::Document& requestJson();
   // Checks a complete answer against the route's `validate`; false = invalid.
   bool validateAnswer();
+  static bool answerIsValid(const RouteConfig& route, int status, std::string_view body,
+                            std::string* reason);
+  // A cache entry for an answer of `route`, or null when it must not be
+  // stored (Cache-Control, an event stream without its end, too big).
+  static std::shared_ptr<policy::CacheEntry> makeEntry(
+      const RouteConfig& route, std::string key, int status,
+      std::vector<std::pair<std::string, std::string>> headers, std::string body, bool stream,
+      bool event_stream, std::string_view cache_control, absl::Time now);
   policy::CircuitBreaker* currentBreaker();
   void launchTry(absl::Time now, absl::Time end, absl::Time first_byte);
   void onTryFailed(AttemptOutcome outcome);

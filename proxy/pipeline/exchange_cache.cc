@@ -62,13 +62,18 @@ class Exchange::Revalidation final : public BackgroundTask, public UpstreamRespo
 
   void onUpstreamHeaders(const UpstreamResponseHead& head) override {
     status_ = head.status;
+    std::string_view content_type;
     for (size_t i = 0; i < head.headerCount(); ++i) {
       std::string_view name = head.headerName(i);
-      if (http::iequals(name, "cache-control")) cache_control_.assign(head.headerValue(i));
-      if (!http::isHopByHop(name) && !http::iequals(name, "content-length") &&
-          !http::startsWithIgnoreCase(name, "x-airbag-") && !http::iequals(name, "x-request-id"))
-        headers_.emplace_back(name, head.headerValue(i));
+      http::HeaderKind kind = http::classifyHeader(name);
+      if (kind == http::HeaderKind::kCacheControl) cache_control_.assign(head.headerValue(i));
+      if (kind == http::HeaderKind::kContentType) content_type = head.headerValue(i);
+      if (http::isRelayedAnswerHeader(kind)) headers_.emplace_back(name, head.headerValue(i));
     }
+    // Stored the way the client-facing path would store it (see onUpstreamHeaders).
+    event_stream_ = http::startsWithIgnoreCase(content_type, "text/event-stream");
+    stream_ = http::isStreamingContentType(content_type) || !head.has_content_length;
+    if (stream_ && !route_->cache->streams) too_big_ = true;  // not storable on this route
   }
   void onUpstreamData(std::string_view data) override {
     if (answer_.size() + data.size() <= route_->cache->max_entry_bytes) answer_.append(data);
@@ -77,21 +82,14 @@ class Exchange::Revalidation final : public BackgroundTask, public UpstreamRespo
   void onUpstreamComplete() override {
     call_ = nullptr;
     const RouteCacheConfig& c = *route_->cache;
-    bool ok = !too_big_ &&
-              std::find(c.statuses.begin(), c.statuses.end(), status_) != c.statuses.end() &&
-              validAnswer();
+    std::string reason;
     bool stored = false;
-    if (ok) {
-      auto entry = std::make_shared<policy::CacheEntry>();
-      entry->key = key_;
-      entry->status = status_;
-      entry->headers = std::move(headers_);
-      entry->body = std::move(answer_);
-      entry->stored_at = ctx_.now();
-      entry->freshness = policy::freshnessFor(
-          c, cache_control_.empty() ? std::nullopt : std::optional<std::string_view>(cache_control_));
-      entry->route = route_->name;
-      stored = snapshot_->cache->insert(std::move(entry), c.max_entry_bytes);
+    if (!too_big_ &&
+        std::find(c.statuses.begin(), c.statuses.end(), status_) != c.statuses.end() &&
+        answerIsValid(*route_, status_, answer_, &reason)) {
+      auto entry = makeEntry(*route_, key_, status_, std::move(headers_), std::move(answer_),
+                             stream_, event_stream_, cache_control_, ctx_.now());
+      stored = entry && snapshot_->cache->insert(std::move(entry), c.max_entry_bytes);
     }
     done(stored);
   }
@@ -106,14 +104,6 @@ class Exchange::Revalidation final : public BackgroundTask, public UpstreamRespo
     self->call_->cancel();
     self->call_ = nullptr;
     self->done(false);
-  }
-  bool validAnswer() const {
-    if (!route_->validate) return true;
-    const ValidateConfig& v = *route_->validate;
-    if (!v.status.empty() && std::find(v.status.begin(), v.status.end(), status_) == v.status.end())
-      return false;
-    if (v.json.empty()) return true;
-    return json::validate(json::Document::parse(answer_), v.json).ok;
   }
   void done(bool stored) {
     if (!stored) snapshot_->cache->revalidationDone(key_);
@@ -130,6 +120,8 @@ class Exchange::Revalidation final : public BackgroundTask, public UpstreamRespo
   UpstreamCall* call_ = nullptr;
   std::string key_, head_, body_;
   int status_ = 0;
+  bool stream_ = false;
+  bool event_stream_ = false;
   std::vector<std::pair<std::string, std::string>> headers_;
   std::string cache_control_;
   std::string answer_;
@@ -251,60 +243,41 @@ void Exchange::startRevalidation() {
   raw->start(ctx_.background.begin());
 }
 
+std::shared_ptr<policy::CacheEntry> Exchange::makeEntry(
+    const RouteConfig& route, std::string key, int status,
+    std::vector<std::pair<std::string, std::string>> headers, std::string body, bool stream,
+    bool event_stream, std::string_view cache_control, absl::Time now) {
+  const RouteCacheConfig& c = *route.cache;
+  // A stream is kept only when it ended properly: an event stream with its
+  // [DONE] marker, any other with its framing intact (the caller saw it end).
+  if (stream && event_stream && body.find("data: [DONE]") == std::string::npos) return nullptr;
+  if (body.size() > c.max_entry_bytes) return nullptr;
+  policy::Freshness f = policy::freshnessFor(
+      c, cache_control.empty() ? std::nullopt : std::optional<std::string_view>(cache_control),
+      /*finished_event_stream=*/stream && event_stream);
+  if (!f.store) return nullptr;
+  auto entry = std::make_shared<policy::CacheEntry>();
+  entry->key = std::move(key);
+  entry->status = status;
+  entry->headers = std::move(headers);
+  entry->body = std::move(body);
+  entry->stream = stream;
+  entry->stored_at = now;
+  entry->freshness = f;
+  entry->route = route.name;
+  return entry;
+}
+
 void Exchange::maybeStore() {
   if (fallback_step_ >= 0 || cache_key_.empty() || !route_->cache) return;
   const RouteCacheConfig& c = *route_->cache;
   if (std::find(c.statuses.begin(), c.statuses.end(), status_) == c.statuses.end()) return;
-  std::string body;
-  bool stream = false;
-  if (streaming_) {
-    // A stream is kept only when it ended properly: an event stream with its
-    // [DONE] marker, any other with its framing intact (we are complete).
-    if (!store_stream_) return;
-    if (sse_ && stream_copy_.find("data: [DONE]") == std::string::npos) return;
-    body = std::move(stream_copy_);
-    stream = true;
-  } else {
-    if (body_.size() > c.max_entry_bytes) return;
-    body = body_;
-  }
-  std::string cc = answer_cache_control_;
-  if (stream && sse_) {
-    // Event-stream servers send "no-cache" by reflex, to keep intermediaries
-    // from buffering the stream, not to forbid storing a finished one; a
-    // route that asks for `streams: true` gets them stored (no-store and
-    // private are still obeyed).
-    std::string kept;
-    size_t start = 0;
-    while (start <= cc.size()) {
-      size_t comma = cc.find(',', start);
-      std::string_view item(cc.data() + start,
-                            (comma == std::string::npos ? cc.size() : comma) - start);
-      std::string_view trimmed = item;
-      while (!trimmed.empty() && trimmed.front() == ' ') trimmed.remove_prefix(1);
-      if (!http::startsWithIgnoreCase(trimmed, "no-cache")) {
-        if (!kept.empty()) kept += ',';
-        kept.append(item);
-      }
-      if (comma == std::string::npos) break;
-      start = comma + 1;
-    }
-    cc = std::move(kept);
-  }
-  policy::Freshness f = policy::freshnessFor(
-      c, c.respect_cache_control && !cc.empty() ? std::optional<std::string_view>(cc)
-                                                : std::nullopt);
-  if (!f.store) return;
-  auto entry = std::make_shared<policy::CacheEntry>();
-  entry->key = cache_key_;
-  entry->status = status_;
-  entry->headers = answer_headers_;
-  entry->body = std::move(body);
-  entry->stream = stream;
-  entry->stored_at = ctx_.now();
-  entry->freshness = f;
-  entry->route = route_->name;
-  if (snapshot_->cache->insert(entry, c.max_entry_bytes)) stored_ = std::move(entry);
+  if (streaming_ && !store_stream_) return;
+  std::shared_ptr<policy::CacheEntry> entry =
+      makeEntry(*route_, cache_key_, status_, answer_headers_,
+                streaming_ ? std::move(stream_copy_) : body_, streaming_, sse_,
+                answer_cache_control_, ctx_.now());
+  if (entry && snapshot_->cache->insert(entry, c.max_entry_bytes)) stored_ = std::move(entry);
 }
 
 void Exchange::serveEntry(const policy::CacheEntry& e, AnswerSource source,

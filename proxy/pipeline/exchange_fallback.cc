@@ -23,17 +23,26 @@ const json::Document& Exchange::requestJson() {
   return request_json_;
 }
 
-bool Exchange::validateAnswer() {
-  if (!route_->validate) return true;
-  if (status_ < 200 || status_ > 299) return true;  // only 2xx answers are checked
-  const ValidateConfig& v = *route_->validate;
-  if (!v.status.empty() && std::find(v.status.begin(), v.status.end(), status_) == v.status.end())
+bool Exchange::answerIsValid(const RouteConfig& route, int status, std::string_view body,
+                             std::string* reason) {
+  if (!route.validate) return true;
+  if (status < 200 || status > 299) return true;  // only 2xx answers are checked
+  const ValidateConfig& v = *route.validate;
+  if (!v.status.empty() && std::find(v.status.begin(), v.status.end(), status) == v.status.end()) {
+    *reason = "status not in validate.status";
     return false;
+  }
   if (v.json.empty()) return true;
-  json::ValidationResult r = json::validate(json::Document::parse(body_), v.json);
-  if (!r.ok && ctx_.logger)
-    ctx_.logger->debug("route {}: invalid answer: {}", route_->name, r.reason);
+  json::ValidationResult r = json::validate(json::Document::parse(body), v.json);
+  if (!r.ok) *reason = std::move(r.reason);
   return r.ok;
+}
+
+bool Exchange::validateAnswer() {
+  std::string reason;
+  if (answerIsValid(*route_, status_, body_, &reason)) return true;
+  if (ctx_.logger) ctx_.logger->debug("route {}: invalid answer: {}", route_->name, reason);
+  return false;
 }
 
 policy::CircuitBreaker* Exchange::currentBreaker() {

@@ -97,6 +97,17 @@ TEST(FreshnessTest, IgnoresHeaderWhenRouteDoesNotRespectIt) {
   EXPECT_EQ(f.stale_if_error, absl::Seconds(600));
 }
 
+TEST(FreshnessTest, FinishedEventStreamIsStoredDespiteNoCacheButNotDespiteNoStore) {
+  EXPECT_FALSE(freshnessFor(routeConfig(true), "no-cache").store);
+  EXPECT_TRUE(freshnessFor(routeConfig(true), "no-cache", /*finished_event_stream=*/true).store);
+  const Freshness f =
+      freshnessFor(routeConfig(true), "no-cache, max-age=5", /*finished_event_stream=*/true);
+  EXPECT_TRUE(f.store);
+  EXPECT_EQ(f.ttl, absl::Seconds(5));
+  EXPECT_FALSE(freshnessFor(routeConfig(true), "no-cache, no-store", true).store);
+  EXPECT_FALSE(freshnessFor(routeConfig(true), "private", true).store);
+}
+
 struct BypassCase {
   const char* name;
   std::optional<std::string_view> header;
