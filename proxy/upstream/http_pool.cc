@@ -10,6 +10,7 @@
 #include <sys/uio.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cerrno>
 #include <cstring>
 
@@ -55,6 +56,12 @@ class HttpPool::Conn final : public http::MessageParser::Listener, public Upstre
       bufferevent_enable(bev_, EV_READ);
     else
       bufferevent_disable(bev_, EV_READ);
+  }
+  // No more callbacks from this connection's socket.
+  void quiesce() {
+    if (!bev_) return;
+    bufferevent_disable(bev_, EV_READ | EV_WRITE);
+    bufferevent_setcb(bev_, nullptr, nullptr, nullptr, nullptr);
   }
   void detachForCancel() {
     call_ = nullptr;
@@ -187,6 +194,7 @@ void HttpPool::Conn::assign(Call* call) {
 }
 
 void HttpPool::Conn::onRead() {
+  if (state_ == State::kDead) return;
   if (state_ == State::kBusy && call_) {
     processInput();
     return;
@@ -273,6 +281,10 @@ void HttpPool::Conn::failCall(AttemptOutcome outcome, std::string_view detail) {
 }
 
 void HttpPool::Conn::onEvent(short events) {
+  // A connection given up (a call cancelled while it was connecting, an
+  // upstream that misbehaved) waits for reap() and must not come back to
+  // life: a late CONNECTED would put it on the idle list after it is freed.
+  if (state_ == State::kDead) return;
   if (events & BEV_EVENT_CONNECTED) {
     bufferevent_set_timeouts(bev_, nullptr, nullptr);
     if (call_) {
@@ -399,6 +411,8 @@ HttpPool::Conn* HttpPool::openConn() {
 }
 
 void HttpPool::connIdle(Conn* conn) {
+  assert(conn->state_ == Conn::State::kIdle);
+  assert(std::find(idle_.begin(), idle_.end(), conn) == idle_.end());
   if (!waiters_.empty() && !waiters_.front()->failed_to_open_) {
     Call* call = waiters_.front();
     waiters_.pop_front();
@@ -417,7 +431,7 @@ void HttpPool::destroyLater(Conn* conn) {
   if (conn->state_ == Conn::State::kDead) return;
   conn->state_ = Conn::State::kDead;
   conn->call_ = nullptr;
-  conn->setReading(false);
+  conn->quiesce();
   auto it = std::find(idle_.begin(), idle_.end(), conn);
   if (it != idle_.end()) idle_.erase(it);
   doomed_.push_back(conn);
@@ -430,6 +444,8 @@ void HttpPool::reap() {
   std::vector<Conn*> doomed;
   doomed.swap(doomed_);
   for (Conn* c : doomed) {
+    // A connection is on exactly one list: a doomed one is never idle.
+    assert(std::find(idle_.begin(), idle_.end(), c) == idle_.end());
     auto it = std::find_if(conns_.begin(), conns_.end(),
                            [c](const std::unique_ptr<Conn>& p) { return p.get() == c; });
     if (it != conns_.end()) {

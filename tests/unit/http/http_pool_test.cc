@@ -1117,5 +1117,61 @@ TEST_F(HttpPoolTest, ConnectFailureAlsoFailsQueuedCalls) {
   EXPECT_EQ(pool.connectionsOpened(), 3u);
 }
 
+
+// A client that leaves while its upstream connection is still being set up
+// cancels the call in the same loop pass that completes the connect. The
+// connection must die with the call, not come back as an idle one: it is
+// freed right after, and the next request would use it.
+TEST_F(HttpPoolTest, CancelInTheLoopPassThatConnectsLeavesNoIdleConnection) {
+  ScriptedServer server;
+  ASSERT_TRUE(server.ok());
+  server.run([](ScriptedServer& s) {
+    auto first = s.accept();  // the cancelled call's connection
+    if (!first) return;
+    s.mark();
+    auto second = s.accept();
+    if (!second) return;
+    if (s.readRequest(*second)) s.write(*second, kOk);
+    s.waitEof(*second);
+  });
+  HttpPool& pool = makePool(server.port());
+
+  // A pipe made readable before the connection exists comes first in the
+  // loop pass; its callback plays the client that leaves.
+  int p[2];
+  ASSERT_EQ(::pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
+  Fd pipe_r(p[0]), pipe_w(p[1]);
+  UpstreamCall* call = nullptr;
+  std::unique_ptr<event, EventDeleter> leave(event_new(
+      base_.get(), pipe_r.get(), EV_READ,
+      [](int, short, void* arg) {
+        auto** c = static_cast<UpstreamCall**>(arg);
+        if (*c) (*c)->cancel();
+        *c = nullptr;
+      },
+      &call));
+  ASSERT_EQ(event_add(leave.get(), nullptr), 0);
+  ASSERT_EQ(::write(pipe_w.get(), "x", 1), 1);
+
+  RecordingHandler cancelled;
+  call = pool.start(get(), &cancelled);
+  // Once the server has accepted, the connect is complete: the next loop
+  // pass sees the pipe and the connected socket together.
+  auto deadline = Clock::now() + kWait;
+  while (server.marks() < 1 && Clock::now() < deadline) ::poll(nullptr, 0, 1);
+  ASSERT_EQ(server.marks(), 1);
+  ASSERT_TRUE(runUntil([&] { return call == nullptr && pool.openConnections() == 0; }));
+  EXPECT_EQ(pool.idleConnections(), 0u);
+  EXPECT_EQ(cancelled.callbacks(), 0);
+
+  // The pool goes on serving on a new connection.
+  RecordingHandler next;
+  pool.start(get(), &next);
+  ASSERT_TRUE(runUntil([&] { return next.done(); }));
+  EXPECT_TRUE(next.completed);
+  EXPECT_EQ(next.body, "hello");
+  EXPECT_EQ(server.accepts(), 2);
+}
+
 }  // namespace
 }  // namespace airbag::upstream
