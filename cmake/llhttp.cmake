@@ -9,3 +9,6 @@ add_library(llhttp STATIC
 target_include_directories(llhttp SYSTEM PUBLIC ${LLHTTP_INCLUDE_DIR})
 set_target_properties(llhttp PROPERTIES C_STANDARD 99 POSITION_INDEPENDENT_CODE ON)
 target_compile_options(llhttp PRIVATE -w)
+# Strict mode: the chunk-data CRLF, header tokens and header values are checked
+# to the letter. The loose build accepts bytes that let a request be smuggled.
+target_compile_definitions(llhttp PRIVATE LLHTTP_STRICT_MODE=1)

@@ -6,6 +6,45 @@ namespace {
 
 MessageParser* self(llhttp_t* p) { return static_cast<MessageParser*>(p->data); }
 
+// RFC 9110 §5.6.2 tchar: the bytes a header name may hold.
+constexpr bool isTokenChar(unsigned char c) {
+  if (c >= '0' && c <= '9') return true;
+  if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') return true;
+  switch (c) {
+    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
+    case '-': case '.': case '^': case '_': case '`': case '|': case '~':
+      return true;
+    default:
+      return false;
+  }
+}
+
+// The Transfer-Encoding values of a message, taken together, name exactly one
+// coding, "chunked": anything else (gzip, a repeated chunked) is a coding
+// airbag would have to apply or drop silently.
+bool onlyChunked(const HeaderList& headers) {
+  int codings = 0;
+  bool chunked = false;
+  for (size_t i = 0; i < headers.size(); ++i) {
+    if (!iequals(headers.name(i), "transfer-encoding")) continue;
+    std::string_view v = headers.value(i);
+    size_t pos = 0;
+    while (pos <= v.size()) {
+      size_t comma = v.find(',', pos);
+      if (comma == std::string_view::npos) comma = v.size();
+      std::string_view t = v.substr(pos, comma - pos);
+      while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
+      while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
+      if (!t.empty()) {
+        ++codings;
+        chunked = iequals(t, "chunked");
+      }
+      pos = comma + 1;
+    }
+  }
+  return codings == 1 && chunked;
+}
+
 }  // namespace
 
 MessageParser::MessageParser(Kind kind, Listener* listener) : listener_(listener) {
@@ -35,6 +74,7 @@ void MessageParser::reset() {
   head_bytes_ = 0;
   content_length_ = 0;
   error_ = Error::kNone;
+  own_reason_ = nullptr;
   started_ = false;
   headers_complete_ = false;
   in_value_ = false;
@@ -94,6 +134,9 @@ int MessageParser::onUrlCb(llhttp_t* p, const char* at, size_t len) {
 
 int MessageParser::onHeaderFieldCb(llhttp_t* p, const char* at, size_t len) {
   MessageParser* m = self(p);
+  for (size_t i = 0; i < len; ++i)
+    if (!isTokenChar(static_cast<unsigned char>(at[i])))
+      return m->fail(Error::kMalformed, "invalid character in a header name");
   bool new_name = m->in_value_ || m->headers_.size() == 0;
   // ": " and CRLF are counted once per header, with the first piece of its name.
   if (!m->countHead(len + (new_name ? 4 : 0))) return -1;
@@ -109,6 +152,8 @@ int MessageParser::onHeaderValueCb(llhttp_t* p, const char* at, size_t len) {
   MessageParser* m = self(p);
   if (!m->countHead(len)) return -1;
   if (!m->in_value_) {
+    if (m->headers_.size() == 0 || m->headers_.name(m->headers_.size() - 1).empty())
+      return m->fail(Error::kMalformed, "a header with an empty name");
     m->headers_.beginValue();
     m->in_value_ = true;
   }
@@ -116,8 +161,22 @@ int MessageParser::onHeaderValueCb(llhttp_t* p, const char* at, size_t len) {
   return 0;
 }
 
+int MessageParser::checkHead() {
+  // RFC 9110 §15: three digits, 100..599; llhttp reads any number of them.
+  if (parser_.type == HTTP_RESPONSE && (parser_.status_code < 100 || parser_.status_code > 599))
+    return fail(Error::kMalformed, "invalid status code");
+  // A header with no value at all still needs a name.
+  if (headers_.size() > 0 && headers_.name(headers_.size() - 1).empty())
+    return fail(Error::kMalformed, "a header with an empty name");
+  if ((parser_.flags & F_TRANSFER_ENCODING) && !onlyChunked(headers_))
+    return fail(Error::kUnsupportedTransferCoding,
+                "only the chunked transfer coding is supported");
+  return 0;
+}
+
 int MessageParser::onHeadersCompleteCb(llhttp_t* p) {
   MessageParser* m = self(p);
+  if (m->checkHead() < 0) return -1;
   m->headers_complete_ = true;
   if (p->type == HTTP_REQUEST) m->method_ = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
   m->content_length_ = (p->flags & F_CONTENT_LENGTH) ? p->content_length : 0;
@@ -126,6 +185,11 @@ int MessageParser::onHeadersCompleteCb(llhttp_t* p) {
     m->error_ = Error::kListener;
     return -1;
   }
+  // 1xx, 204 and 304 answers end with their head, whatever length they claim
+  // (RFC 9112 §6.3); llhttp would read a Content-Length body after a 204.
+  if (p->type == HTTP_RESPONSE &&
+      (p->status_code < 200 || p->status_code == 204 || p->status_code == 304))
+    return 1;
   return r;
 }
 

@@ -34,7 +34,13 @@ class MessageParser {
     kError,     // malformed input or a listener said stop; see error()
   };
 
-  enum class Error { kNone, kMalformed, kHeadersTooLarge, kListener };
+  enum class Error {
+    kNone,
+    kMalformed,
+    kHeadersTooLarge,
+    kUnsupportedTransferCoding,  // a transfer coding other than a lone "chunked"
+    kListener,
+  };
 
   MessageParser(Kind kind, Listener* listener);
   MessageParser(const MessageParser&) = delete;
@@ -54,7 +60,10 @@ class MessageParser {
   Result finish();
 
   Error error() const { return error_; }
-  const char* errorReason() const { return llhttp_get_error_reason(&parser_); }
+  // Why parsing failed, for a 400 reply or a log line.
+  const char* errorReason() const {
+    return own_reason_ ? own_reason_ : llhttp_get_error_reason(&parser_);
+  }
   llhttp_errno_t errorCode() const { return llhttp_get_errno(&parser_); }
 
   // True once any byte of the current message has been parsed.
@@ -85,6 +94,14 @@ class MessageParser {
   static int onMessageCompleteCb(llhttp_t* p);
 
   bool countHead(size_t len);
+  // Framing rules llhttp leaves to its user: 0, or fail()'s -1 when the head
+  // must be refused.
+  int checkHead();
+  int fail(Error error, const char* reason) {
+    error_ = error;
+    own_reason_ = reason;
+    return -1;
+  }
 
   mutable llhttp_t parser_;  // llhttp's getters take a non-const pointer
   llhttp_settings_t settings_;
@@ -96,6 +113,7 @@ class MessageParser {
   uint64_t head_bytes_ = 0;
   uint64_t content_length_ = 0;
   Error error_ = Error::kNone;
+  const char* own_reason_ = nullptr;  // set when our checks, not llhttp's, failed
   bool started_ = false;
   bool headers_complete_ = false;
   bool in_value_ = false;

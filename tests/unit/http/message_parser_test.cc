@@ -464,5 +464,118 @@ TEST(MessageParserTest, KeepAliveFollowsVersionAndConnectionHeader) {
   }
 }
 
+
+// ---- What a proxy must never let through (strict framing) ----
+
+// Parses `data` as one message in a single call; returns the result.
+Result parseOnce(MessageParser::Kind kind, std::string_view data, RecordingListener* l) {
+  MessageParser p(kind, l);
+  size_t consumed = 0;
+  return feed(p, data, data.size(), &consumed);
+}
+
+TEST(MessageParserTest, ChunkDataNotFollowedByCrlfIsMalformed) {
+  // "XX" where the chunk's CRLF belongs: lenient parsers drop it and read what
+  // follows as a new request, a request-smuggling primitive.
+  RecordingListener l;
+  EXPECT_EQ(parseOnce(MessageParser::Kind::kRequest,
+                      "POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      "5\r\nhelloXX0\r\n\r\n",
+                      &l),
+            Result::kError);
+  EXPECT_EQ(l.completed, 0);
+}
+
+TEST(MessageParserTest, TransferCodingOtherThanChunkedIsRefused) {
+  for (std::string_view te : {"gzip, chunked", "deflate", "identity"}) {
+    RecordingListener l;
+    MessageParser p(MessageParser::Kind::kRequest, &l);
+    std::string req = "POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: " + std::string(te) +
+                      "\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    size_t consumed = 0;
+    EXPECT_EQ(feed(p, req, req.size(), &consumed), Result::kError) << te;
+    EXPECT_EQ(p.error(), MessageParser::Error::kUnsupportedTransferCoding) << te;
+    EXPECT_EQ(l.completed, 0) << te;
+  }
+  {
+    RecordingListener l;
+    EXPECT_EQ(parseOnce(MessageParser::Kind::kRequest,
+                        "POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n"
+                        "5\r\nhello\r\n0\r\n\r\n",
+                        &l),
+              Result::kError);
+  }
+  // Plain "chunked", in any case and with spaces, is fine.
+  RecordingListener l;
+  EXPECT_EQ(parseOnce(MessageParser::Kind::kRequest,
+                      "POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:  Chunked \r\n\r\n"
+                      "5\r\nhello\r\n0\r\n\r\n",
+                      &l),
+            Result::kComplete);
+  EXPECT_EQ(l.body, "hello");
+}
+
+TEST(MessageParserTest, ResponseTransferCodingOtherThanChunkedIsMalformed) {
+  RecordingListener l;
+  EXPECT_EQ(parseOnce(MessageParser::Kind::kResponse,
+                      "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+                      "5\r\nhello\r\n0\r\n\r\n",
+                      &l),
+            Result::kError);
+  EXPECT_EQ(l.completed, 0);
+}
+
+TEST(MessageParserTest, StatusCodeMustHaveThreeDigitsInRange) {
+  for (std::string_view line : {"HTTP/1.1 20 X", "HTTP/1.1 50", "HTTP/1.1 020 X", "HTTP/1.1 600 X",
+                                "HTTP/1.1 99 X", "HTTP/1.1 2000 X"}) {
+    RecordingListener l;
+    std::string resp = std::string(line) + "\r\nContent-Length: 5\r\n\r\nhello";
+    EXPECT_EQ(parseOnce(MessageParser::Kind::kResponse, resp, &l), Result::kError) << line;
+    EXPECT_TRUE(l.events.empty()) << line << ": nothing may reach the listener";
+  }
+  for (std::string_view line : {"HTTP/1.1 100 Continue", "HTTP/1.1 599 X", "HTTP/1.1 200"}) {
+    RecordingListener l;
+    MessageParser p(MessageParser::Kind::kResponse, &l);
+    std::string resp = std::string(line) + "\r\nContent-Length: 0\r\n\r\n";
+    size_t consumed = 0;
+    EXPECT_EQ(feed(p, resp, resp.size(), &consumed), Result::kComplete) << line;
+  }
+}
+
+TEST(MessageParserTest, NoContentAndNotModifiedHaveNoBodyWhateverTheirLength) {
+  for (std::string_view status : {"204 No Content", "304 Not Modified", "103 Early Hints"}) {
+    RecordingListener l;
+    MessageParser p(MessageParser::Kind::kResponse, &l);
+    std::string resp =
+        "HTTP/1.1 " + std::string(status) + "\r\nContent-Length: 8\r\n\r\n12345678";
+    size_t consumed = 0;
+    EXPECT_EQ(feed(p, resp, resp.size(), &consumed), Result::kComplete) << status;
+    EXPECT_EQ(l.body, "") << status;
+    EXPECT_EQ(consumed, resp.size() - 8) << status << ": the bytes after the head are not its body";
+  }
+}
+
+TEST(MessageParserTest, InvalidHeaderNameIsMalformed) {
+  for (std::string_view header : {"Bad Name: v", "Bad\x01Name: v", ": empty", "N\xc3\xa4me: v",
+                                  "Name : v"}) {
+    for (MessageParser::Kind kind : {MessageParser::Kind::kRequest, MessageParser::Kind::kResponse}) {
+      RecordingListener l;
+      std::string msg = kind == MessageParser::Kind::kRequest
+                            ? "GET / HTTP/1.1\r\nHost: x\r\n" + std::string(header) + "\r\n\r\n"
+                            : "HTTP/1.1 200 OK\r\n" + std::string(header) +
+                                  "\r\nContent-Length: 0\r\n\r\n";
+      EXPECT_EQ(parseOnce(kind, msg, &l), Result::kError) << header;
+      EXPECT_EQ(l.completed, 0) << header;
+    }
+  }
+}
+
+TEST(MessageParserTest, InvalidHeaderValueIsMalformed) {
+  RecordingListener l;
+  EXPECT_EQ(parseOnce(MessageParser::Kind::kResponse,
+                      "HTTP/1.1 200 OK\r\nX: a\x01z\r\nContent-Length: 0\r\n\r\n", &l),
+            Result::kError);
+}
+
 }  // namespace
 }  // namespace airbag::http
