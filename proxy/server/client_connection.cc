@@ -66,8 +66,32 @@ void ClientConnection::writeCb(bufferevent*, void* arg) {
 }
 
 void ClientConnection::eventCb(bufferevent*, short events, void* arg) {
-  auto* self = static_cast<ClientConnection*>(arg);
-  if (events & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) self->closeNow();
+  static_cast<ClientConnection*>(arg)->onEvent(events);
+}
+
+void ClientConnection::onEvent(short events) {
+  if (events & BEV_EVENT_ERROR) {
+    closeNow();
+    return;
+  }
+  if (!(events & BEV_EVENT_EOF)) return;
+  // The client closed its sending side. While a request is being answered
+  // this usually means the client left, and its upstream call is cancelled
+  // to free the model. But a client that sent more bytes behind the request
+  // (pipelined requests, or trailing garbage) and then half-closed is done
+  // sending, not gone: it is answered in order, and what cannot be parsed
+  // gets its 400 after the complete requests' answers.
+  bool more_input = evbuffer_get_length(bufferevent_get_input(bev_)) > 0;
+  if (state_ == State::kProcessing && more_input) {
+    input_ended_ = true;
+    return;
+  }
+  if (state_ == State::kReading && (more_input || parser_.started())) {
+    input_ended_ = true;
+    processInput();
+    return;
+  }
+  closeNow();
 }
 
 void ClientConnection::timerCb(int, short, void* arg) {
@@ -108,6 +132,8 @@ void ClientConnection::processInput() {
       else if (parser_.error() == http::MessageParser::Error::kHeadersTooLarge)
         refuse(431, "headers_too_large",
                "the request head exceeds listen.limits.max_header_bytes");
+      else if (parser_.error() == http::MessageParser::Error::kUnsupportedTransferCoding)
+        refuse(501, "unsupported_transfer_coding", parser_.errorReason());
       else
         refuse(400, "bad_request", parser_.errorReason());
       break;
@@ -125,6 +151,13 @@ void ClientConnection::processInput() {
     }
   }
   in_process_input_ = false;
+  if (input_ended_ && state_ == State::kReading && evbuffer_get_length(in) == 0) {
+    // Everything the client sent before closing its side has been answered.
+    if (parser_.started())
+      refuse(400, "bad_request", "the client closed the connection in the middle of a request");
+    else
+      closeNow();
+  }
 }
 
 int ClientConnection::onHeadersComplete() {
@@ -174,6 +207,7 @@ void ClientConnection::refuse(int status, std::string_view code, std::string_vie
   reply.code = code;
   reply.message = message;
   reply.close = true;
+  reply.head_only = parser_.headersComplete() && parser_.method() == "HEAD";
   std::string out;
   pipeline::appendLocalReply(out, reply);
   pipeline::WorkerContext& ctx = worker_.ctx();

@@ -55,6 +55,7 @@ class ClientConnection final : public http::MessageParser::Listener, public pipe
   static void writeCb(bufferevent*, void* arg);
   static void eventCb(bufferevent*, short events, void* arg);
   static void timerCb(int, short, void* arg);
+  void onEvent(short events);
 
   void processInput();
   void startRequest();
@@ -73,6 +74,7 @@ class ClientConnection final : public http::MessageParser::Listener, public pipe
   State state_ = State::kReading;
   bool in_process_input_ = false;
   bool header_timer_armed_ = false;
+  bool input_ended_ = false;  // the client half-closed: answer what it sent, then close
   int refuse_status_ = 0;  // set by a parser callback that refuses the request
 };
 
