@@ -139,6 +139,45 @@ bool isStreamingContentType(std::string_view content_type) {
          startsWithIgnoreCase(content_type, "application/json-seq");
 }
 
+bool isValidHost(std::string_view host) {
+  if (host.empty()) return false;
+  std::string_view name = host, port;
+  if (host.front() == '[') {
+    size_t close = host.find(']');
+    if (close == std::string_view::npos || close < 2) return false;
+    for (char c : host.substr(1, close - 1)) {
+      bool ok = (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') || c == ':' ||
+                c == '.';
+      if (!ok) return false;
+    }
+    std::string_view rest = host.substr(close + 1);
+    if (!rest.empty() && rest.front() != ':') return false;
+    name = {};
+    port = rest.empty() ? rest : rest.substr(1);
+    if (!rest.empty() && port.empty()) return false;
+  } else {
+    size_t colon = host.rfind(':');
+    if (colon != std::string_view::npos) {
+      name = host.substr(0, colon);
+      port = host.substr(colon + 1);
+      if (name.empty() || port.empty()) return false;
+    }
+    for (char c : name) {
+      unsigned char u = static_cast<unsigned char>(c);
+      // unreserved / pct-encoded / sub-delims
+      bool ok = (u >= '0' && u <= '9') || ((u | 0x20) >= 'a' && (u | 0x20) <= 'z') || u == '-' ||
+                u == '.' || u == '_' || u == '~' || u == '%' || u == '!' || u == '$' || u == '&' ||
+                u == '\'' || u == '(' || u == ')' || u == '*' || u == '+' || u == ',' ||
+                u == ';' || u == '=';
+      if (!ok) return false;
+    }
+  }
+  if (port.size() > 5) return false;
+  for (char c : port)
+    if (c < '0' || c > '9') return false;
+  return true;
+}
+
 bool headerHasToken(std::string_view value, std::string_view token) {
   while (!value.empty()) {
     size_t comma = value.find(',');

@@ -48,6 +48,11 @@ bool isRelayedAnswerHeader(HeaderKind kind);
 // NDJSON, JSON Lines, JSON text sequences): relayed as they come.
 bool isStreamingContentType(std::string_view content_type);
 
+// True for a Host header value a server may accept (RFC 9112 §3.2, RFC 3986
+// §3.2.2): a reg-name, IPv4 or bracketed IP literal, optionally ":port".
+// Empty is refused, as nginx does.
+bool isValidHost(std::string_view host);
+
 // True when `token` appears in a comma-separated header value (case-insensitive).
 bool headerHasToken(std::string_view value, std::string_view token);
 

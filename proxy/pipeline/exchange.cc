@@ -95,7 +95,8 @@ void Exchange::start(const RequestView& request) {
   std::optional<std::string_view> id;
   budget_header_.reset();
   connection_header_.reset();
-  has_host_ = false;
+  int hosts = 0;
+  bool host_ok = true;
   const http::HeaderList& in = *req_.headers;
   request_kinds_.clear();
   for (size_t i = 0; i < in.size(); ++i) {
@@ -112,7 +113,8 @@ void Exchange::start(const RequestView& request) {
         if (!connection_header_) connection_header_ = in.value(i);
         break;
       case http::HeaderKind::kHost:
-        has_host_ = true;
+        ++hosts;
+        host_ok = host_ok && http::isValidHost(in.value(i));
         break;
       default:
         break;
@@ -126,6 +128,15 @@ void Exchange::start(const RequestView& request) {
     appendHex(request_id_, ctx_.rng());
     appendHex(request_id_, ctx_.rng());
     request_id_generated_ = true;
+  }
+  // RFC 9112 §3.2: exactly one valid Host on HTTP/1.1; at most one on 1.0.
+  if (hosts > 1 || !host_ok || (hosts == 0 && req_.version_minor >= 1)) {
+    close_ = true;
+    replyLocal(400, "bad_request",
+               hosts == 0  ? "an HTTP/1.1 request needs a Host header"
+               : hosts > 1 ? "more than one Host header"
+                           : "the Host header is not a valid host[:port]");
+    return;
   }
   route();
 }
@@ -313,7 +324,6 @@ void Exchange::buildUpstreamHead(absl::Time now) {
     std::string_view name = in.name(i);
     switch (request_kinds_[i]) {
       case http::HeaderKind::kOther:
-      case http::HeaderKind::kHost:
       case http::HeaderKind::kContentType:
       case http::HeaderKind::kRequestId:
       case http::HeaderKind::kAirbag:
@@ -323,11 +333,13 @@ void Exchange::buildUpstreamHead(absl::Time now) {
         if (connection_lists && http::headerHasToken(*connection_header_, name)) continue;
         http::append(h, name, ": ", in.value(i), "\r\n");
         break;
-      default:  // hop-by-hop, framing, Expect and our budget header are ours to set
+      default:  // hop-by-hop, framing, Host, Expect and our budget header are ours to set
         break;
     }
   }
-  if (!has_host_) http::append(h, "host: ", upstream_config_->host_header, "\r\n");
+  // The upstream is addressed by its own name (as nginx's proxy_pass does):
+  // a fallback on another host, or a hosted API, expects its own Host.
+  http::append(h, "host: ", upstream_config_->host_header, "\r\n");
   if (request_id_generated_) http::append(h, "x-request-id: ", request_id_, "\r\n");
   if (client_budget_) {
     int64_t left = std::max<int64_t>(0, absl::ToInt64Milliseconds(deadline_ - now));
@@ -399,12 +411,14 @@ void Exchange::buildClientHead(const UpstreamResponseHead& head) {
   if (!down_.keepAlive()) close_ = true;  // e.g. draining began while this request ran
   http::append(h, "HTTP/1.1 ", head.status, " ", http::reasonPhrase(head.status), "\r\n");
   bool no_body = req_.method == "HEAD" || head.status == 204 || head.status == 304;
+  // Framing is ours to set, except that the answer to a HEAD and a 304 keep
+  // the length they describe; a 204 never has one (RFC 9110 §8.6).
+  bool keep_length = head.status != 204 && no_body;
   for (size_t i = 0; i < head.headerCount(); ++i) {
     std::string_view name = head.headerName(i);
     http::HeaderKind kind = answer_kinds_[i];
-    // Framing is ours to set, except that a body-less answer keeps the
-    // length it describes.
-    if (!http::isRelayedAnswerHeader(kind) && !(no_body && kind == http::HeaderKind::kContentLength))
+    if (!http::isRelayedAnswerHeader(kind) &&
+        !(keep_length && kind == http::HeaderKind::kContentLength))
       continue;
     http::append(h, name, ": ", head.headerValue(i), "\r\n");
   }
@@ -639,6 +653,7 @@ void Exchange::replyLocal(int status, std::string_view code, std::string_view me
   r.http10_keep_alive = req_.version_minor == 0;
   r.retry_after_seconds = retry_after_seconds;
   r.cache = cache_status_;
+  r.head_only = req_.method == "HEAD";
   setSource(AnswerSource::kNone);
   scratch_.clear();
   appendLocalReply(scratch_, r);

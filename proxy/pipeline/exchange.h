@@ -178,7 +178,6 @@ class Exchange final : public UpstreamResponseHandler {
   UpstreamClient* upstream_ = nullptr;
   std::optional<std::string_view> budget_header_;      // x-airbag-timeout-ms
   std::optional<std::string_view> connection_header_;  // Connection
-  bool has_host_ = false;
   std::vector<http::HeaderKind> request_kinds_;  // per request header, classified once
   std::vector<http::HeaderKind> answer_kinds_;   // per answer header
   std::string request_id_;

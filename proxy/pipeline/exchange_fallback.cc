@@ -136,8 +136,10 @@ void Exchange::serveRespond(const RespondConfig& r, AnswerSource source, std::st
   else if (req_.version_minor == 0)
     h += "connection: keep-alive\r\n";
   h += "\r\n";
-  bytes_sent_ = static_cast<int64_t>(r.body.size());
-  finish(r.status, /*aborted=*/false, h, r.body);
+  // A HEAD learns the length of the answer, never its bytes.
+  std::string_view body = req_.method == "HEAD" ? std::string_view() : std::string_view(r.body);
+  bytes_sent_ = static_cast<int64_t>(body.size());
+  finish(r.status, /*aborted=*/false, h, body);
 }
 
 void Exchange::finalFailure(Failure failure) {

@@ -53,7 +53,7 @@ void appendLocalReply(std::string& out, const LocalReply& r) {
   else if (r.http10_keep_alive)
     out += "connection: keep-alive\r\n";
   out += "\r\n";
-  out += body;
+  if (!r.head_only) out += body;
 }
 
 }  // namespace airbag::pipeline

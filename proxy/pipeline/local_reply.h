@@ -19,6 +19,7 @@ struct LocalReply {
   std::string_view cache;  // x-airbag-cache value, empty for routes without a cache
   bool close = false;  // adds "connection: close"
   bool http10_keep_alive = false;  // adds "connection: keep-alive" for HTTP/1.0 clients
+  bool head_only = false;  // the answer to a HEAD: the head alone, with the body's length
 };
 
 // Appends a complete response (head and JSON body) to `out`:

@@ -26,6 +26,9 @@
 #include <sstream>
 #include <thread>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/strip.h"
 #include "airbag/status_macros.h"
 #include "gtest/gtest.h"
 
@@ -1227,6 +1230,181 @@ std::optional<double> AirbagProcess::metric(std::string_view sample) {
   absl::StatusOr<std::string> text = metrics();
   if (!text.ok()) return std::nullopt;
   return metricSample(*text, sample);
+}
+
+// ---------------------------------------------------------------------------
+// ScriptedServer
+
+namespace {
+constexpr milliseconds kStepTimeout(5000);
+
+// Reads into `in` with a bounded wait; returns bytes read (0 on EOF, error or timeout) and sets
+// `result` to "eof" or "reset" when the connection ended.
+size_t readSomeInto(int fd, std::string& in, std::string* result) {
+  pollfd p{fd, POLLIN, 0};
+  if (::poll(&p, 1, static_cast<int>(kStepTimeout.count())) <= 0) return 0;
+  char buf[16384];
+  ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+  if (n > 0) {
+    in.append(buf, static_cast<size_t>(n));
+    return static_cast<size_t>(n);
+  }
+  if (result != nullptr) *result = n == 0 ? "eof" : (errno == ECONNRESET ? "reset" : "error");
+  return 0;
+}
+}  // namespace
+
+Step readRequest() { return {Step::kReadRequest, ""}; }
+Step write(std::string bytes) { return {Step::kWrite, std::move(bytes)}; }
+Step awaitRelease() { return {Step::kAwaitRelease, ""}; }
+Step closeConnection() { return {Step::kClose, ""}; }
+Step resetConnection() { return {Step::kReset, ""}; }
+Step readUntilClosed() { return {Step::kReadUntilClosed, ""}; }
+
+ScriptedServer::ScriptedServer(std::vector<Step> script) : script_(std::move(script)) {
+  listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      ::listen(listen_fd_, 64) != 0 ||
+      ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    ADD_FAILURE() << "scripted server cannot listen";
+    return;
+  }
+  port_ = ntohs(addr.sin_port);
+  thread_ = std::thread([this] { run(); });
+}
+
+ScriptedServer::~ScriptedServer() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+    released_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  ::close(listen_fd_);
+}
+
+std::string ScriptedServer::url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+void ScriptedServer::setScript(std::vector<Step> script) {
+  std::lock_guard<std::mutex> lock(mu_);
+  script_ = std::move(script);
+}
+
+void ScriptedServer::release() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    released_ = true;
+  }
+  cv_.notify_all();
+}
+
+std::vector<std::string> ScriptedServer::requests() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return requests_;
+}
+
+std::string ScriptedServer::closeResult() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return close_result_;
+}
+
+int ScriptedServer::connections() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return connections_;
+}
+
+bool ScriptedServer::stopping() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stop_;
+}
+
+void ScriptedServer::run() {
+  while (!stopping()) {
+    pollfd p{listen_fd_, POLLIN, 0};
+    if (::poll(&p, 1, 20) <= 0) continue;
+    int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) continue;
+    std::vector<Step> script;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      script = script_;
+      ++connections_;
+    }
+    serve(fd, script);
+  }
+}
+
+void ScriptedServer::serve(int fd, const std::vector<Step>& script) {
+  std::string in;
+  bool open = true;
+  for (const Step& step : script) {
+    if (!open) break;
+    switch (step.kind) {
+      case Step::kReadRequest: {
+        size_t end;
+        while ((end = in.find("\r\n\r\n")) == std::string::npos) {
+          if (readSomeInto(fd, in, nullptr) == 0) break;
+        }
+        if (end == std::string::npos) {
+          open = false;
+          break;
+        }
+        std::string head = in.substr(0, end + 4);
+        size_t body = 0;
+        std::string lower = absl::AsciiStrToLower(head);
+        if (size_t cl = lower.find("\r\ncontent-length:"); cl != std::string::npos) {
+          size_t eol = lower.find("\r\n", cl + 2);
+          (void)absl::SimpleAtoi(absl::StripAsciiWhitespace(lower.substr(cl + 17, eol - cl - 17)),
+                                 &body);
+        }
+        while (in.size() < end + 4 + body && readSomeInto(fd, in, nullptr) > 0) {
+        }
+        in.erase(0, std::min(in.size(), end + 4 + body));
+        std::lock_guard<std::mutex> lock(mu_);
+        requests_.push_back(head);
+        break;
+      }
+      case Step::kWrite: {
+        std::string_view rest = step.bytes;
+        while (!rest.empty()) {
+          ssize_t n = ::send(fd, rest.data(), rest.size(), MSG_NOSIGNAL);
+          if (n <= 0) break;
+          rest.remove_prefix(static_cast<size_t>(n));
+        }
+        break;
+      }
+      case Step::kAwaitRelease: {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait_for(lock, std::chrono::seconds(10), [this] { return released_; });
+        break;
+      }
+      case Step::kClose:
+        ::close(std::exchange(fd, -1));
+        open = false;
+        break;
+      case Step::kReset: {
+        linger hard{1, 0};
+        ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &hard, sizeof(hard));
+        ::close(std::exchange(fd, -1));
+        open = false;
+        break;
+      }
+      case Step::kReadUntilClosed: {
+        std::string result;
+        Deadline deadline(kStepTimeout);
+        while (result.empty() && !deadline.expired()) readSomeInto(fd, in, &result);
+        std::lock_guard<std::mutex> lock(mu_);
+        close_result_ = result;
+        break;
+      }
+    }
+  }
+  if (fd >= 0) ::close(fd);
 }
 
 }  // namespace airbag::testing

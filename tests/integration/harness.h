@@ -5,15 +5,18 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -346,6 +349,70 @@ class HttpClient {
 Response fetch(int port, std::string_view method, std::string_view path,
                const Headers& headers = {}, std::string_view body = {},
                milliseconds timeout = milliseconds(10000));
+
+// ---------------------------------------------------------------------------
+// A scripted upstream
+
+// One step of what a ScriptedServer does on a connection.
+struct Step {
+  enum Kind {
+    kReadRequest,      // read one request head (and its Content-Length body)
+    kWrite,            // write `bytes`
+    kAwaitRelease,     // wait until the test calls release()
+    kClose,            // close gracefully (FIN)
+    kReset,            // close with RST
+    kReadUntilClosed,  // read until the client closes; records "eof" or "reset"
+  };
+  Kind kind;
+  std::string bytes;
+};
+
+Step readRequest();
+Step write(std::string bytes);
+Step awaitRelease();
+Step closeConnection();
+Step resetConnection();
+Step readUntilClosed();
+
+// A loopback server on its own thread that plays a script on every connection it accepts, one
+// connection at a time: an upstream that answers exactly the bytes a test wants, malformed ones
+// included. The script can be replaced between connections. Every wait inside is bounded.
+class ScriptedServer {
+ public:
+  explicit ScriptedServer(std::vector<Step> script);
+  ~ScriptedServer();
+  ScriptedServer(const ScriptedServer&) = delete;
+  ScriptedServer& operator=(const ScriptedServer&) = delete;
+
+  int port() const { return port_; }
+  std::string url() const;  // "http://127.0.0.1:PORT"
+  // The script for connections accepted from now on.
+  void setScript(std::vector<Step> script);
+  // Lets every connection waiting in kAwaitRelease go on.
+  void release();
+  // The request heads read so far, in order.
+  std::vector<std::string> requests();
+  // How the last kReadUntilClosed ended: "eof", "reset", "error" or "" (timeout).
+  std::string closeResult();
+  int connections();
+
+ private:
+  bool stopping();
+  void run();
+  void serve(int fd, const std::vector<Step>& script);
+
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Step> script_;
+  bool stop_ = false;
+  bool released_ = false;
+  int connections_ = 0;
+  std::vector<std::string> requests_;
+  std::string close_result_;
+};
 
 // ---------------------------------------------------------------------------
 // Binaries under test
