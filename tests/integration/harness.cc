@@ -954,6 +954,11 @@ bool HttpClient::waitForPeerClose(milliseconds timeout) {
   return peerClosed();
 }
 
+size_t HttpClient::receiveSome(milliseconds timeout) {
+  if (peerClosed()) return 0;
+  return receive(Deadline(timeout));
+}
+
 void HttpClient::shutdownWrite() {
   if (fd_ >= 0) ::shutdown(fd_, SHUT_WR);
 }

@@ -299,6 +299,9 @@ class HttpClient {
   // Waits up to `timeout` for the peer to close the connection (EOF or reset), discarding any
   // bytes that arrive meanwhile; true if it closed.
   bool waitForPeerClose(milliseconds timeout);
+  // Waits up to `timeout` for bytes and keeps them in buffered(); returns how many arrived (0 on
+  // timeout, EOF or reset).
+  size_t receiveSome(milliseconds timeout);
   // True once EOF or a reset was seen on this connection.
   bool peerClosed() const { return eof_ || reset_; }
   bool peerReset() const { return reset_; }
