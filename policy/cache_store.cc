@@ -172,13 +172,13 @@ void CacheStore::completeFill(std::string_view key, std::shared_ptr<const CacheE
   const uint64_t h = hash_(key);
   Shard& shard = shardFor(h);
   std::unique_ptr<FillState> state;
-  {
-    absl::MutexLock lock(&shard.mu);
-    auto found = shard.fills.find(Key{key, h});
-    if (found == shard.fills.end()) return;
-    state = std::move(found->second);
-    shard.fills.erase(found);
-  }
+  absl::MutexLock lock(&shard.mu);
+  auto found = shard.fills.find(Key{key, h});
+  if (found == shard.fills.end()) return;
+  state = std::move(found->second);
+  shard.fills.erase(found);
+  // Under the lock, so that a follower that leaves (leaveFill) is either
+  // still registered or already notified, never being notified.
   for (FillWaiter* w : state->followers) w->onFilled(entry);
 }
 

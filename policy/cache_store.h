@@ -95,10 +95,12 @@ class CacheStore {
   // A caller waiting on another's upstream call for the same key.
   class FillWaiter {
    public:
-    // Called once, on the leader's thread and outside any lock, with the
-    // leader's answer, or null when the leader failed or got an uncacheable
-    // answer (the follower then goes upstream itself). Must be quick; may call
-    // back into the store (the fill is already over: joinFill starts a new one).
+    // Called once, on the leader's thread and with the key's shard locked,
+    // with the leader's answer, or null when the leader failed or got an
+    // uncacheable answer (the follower then goes upstream itself). Must be
+    // quick and must not call back into the store: post a wake-up and return.
+    // Because the lock is held, once leaveFill() has returned no call to the
+    // waiter is running, and it may be destroyed.
     virtual void onFilled(std::shared_ptr<const CacheEntry> entry) = 0;
 
    protected:
@@ -111,12 +113,11 @@ class CacheStore {
   // returns true first; the caller runs its own deadline timer.
   Fill joinFill(std::string_view key, FillWaiter* w);
   // The follower `w` gives up (deadline, client gone). True: removed, no
-  // onFilled will come. False: onFilled has run or is running on the leader's
-  // thread, so `w` must stay valid until that call has returned.
+  // onFilled will come. False: onFilled has already run.
   bool leaveFill(std::string_view key, FillWaiter* w);
   // The leader is done (`entry` may be null). Ends the fill (the next miss
-  // leads a new one) and then, outside the lock, notifies every follower on
-  // this thread. Does not store `entry`: insert() it first.
+  // leads a new one) and notifies every follower on this thread, under the
+  // shard's lock. Does not store `entry`: insert() it first.
   void completeFill(std::string_view key, std::shared_ptr<const CacheEntry> entry);
 
   // Drop entries (readers keep theirs); return how many were dropped.

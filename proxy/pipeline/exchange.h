@@ -1,12 +1,10 @@
-// One request's journey through the pipeline of DESIGN.md §1, as an explicit
-// state machine. An Exchange lives inside its client connection and is reused
-// for every request on it, so its buffers keep their capacity and steady
-// traffic allocates nothing. Stages that later features fill (shedding,
-// fault injection, cache, breaker, bulkhead, fallback) are explicit steps
-// here already, passing the request on.
+// One request's journey through the pipeline of DESIGN.md §1. The Exchange
+// only sequences the stages — route, shed, fault, cache, breaker, bulkhead,
+// tries, the fallback ladder — and answers; each upstream call is an
+// UpstreamTry, each hold on shared state a value in holds.h. An Exchange
+// lives inside its client connection and serves every request on it, so its
+// buffers keep their capacity and steady traffic allocates nothing.
 #pragma once
-
-#include <event2/event_struct.h>
 
 #include <cstdint>
 #include <memory>
@@ -15,14 +13,16 @@
 #include <string_view>
 
 #include "absl/time/time.h"
+#include "airbag/dispatcher.h"
 #include "airbag/outcome.h"
 #include "policy/backoff.h"
+#include "policy/bulkhead.h"
 #include "policy/cache_store.h"
-#include "policy/circuit_breaker.h"
-#include "proxy/json/document.h"
-#include "airbag/upstream_client.h"
 #include "proxy/http/headers.h"
+#include "proxy/json/document.h"
 #include "proxy/pipeline/downstream.h"
+#include "proxy/pipeline/holds.h"
+#include "proxy/pipeline/upstream_try.h"
 #include "proxy/pipeline/worker_context.h"
 
 namespace airbag::pipeline {
@@ -37,8 +37,13 @@ struct RequestView {
   int version_minor = 1;  // HTTP/1.x
 };
 
-class Exchange final : public UpstreamResponseHandler {
+class Exchange final : private UpstreamTry::Owner,
+                       private TimerCallback,
+                       private policy::BulkheadWaiter,
+                       private policy::CacheStore::FillWaiter {
  public:
+  // In DESIGN.md §1 order; a request only moves forward, except between a
+  // try and its backoff, and from one fallback upstream to the next.
   enum class Stage {
     kIdle,
     kRouting,
@@ -48,37 +53,34 @@ class Exchange final : public UpstreamResponseHandler {
     kCoalesced,  // waiting for another request's fetch of the same cache key
     kCircuitBreaker,
     kBulkhead,   // waiting for a bulkhead slot (queued)
-    kAttempt,    // an upstream try is in flight; nothing sent to the client yet
+    kAttempt,    // a try to the route's upstream is in flight
     kBackoff,    // waiting to retry
+    kFallback,   // a try to a fallback upstream is in flight
     kStreaming,  // a streamed answer is being relayed; no way back
     kDone,
   };
 
   Exchange(WorkerContext& ctx, Downstream& down);
-  ~Exchange() override;
+  ~Exchange();
   Exchange(const Exchange&) = delete;
   Exchange& operator=(const Exchange&) = delete;
 
   // Takes a complete request. May answer before returning (local replies).
   void start(const RequestView& request);
-  // The client went away: abandon the upstream try; no more writes.
+  // The client went away: abandon the request; no more writes.
   void cancel();
   // The client's queued output fell below the low mark: resume relaying.
   void onDownstreamWritable();
+  // A wake-up from the inbox for this exchange's generation: a bulkhead slot
+  // was granted, or the cache fill this request waits on is over.
+  void onWake();
+
   bool busy() const { return stage_ != Stage::kIdle && stage_ != Stage::kDone; }
   Stage stage() const { return stage_; }
-
-  // UpstreamResponseHandler
-  void onUpstreamHeaders(const UpstreamResponseHead& head) override;
-  void onUpstreamData(std::string_view data) override;
-  void onUpstreamReadDone() override;
-  void onUpstreamComplete() override;
-  void onUpstreamFailure(AttemptOutcome outcome, std::string_view detail) override;
+  // Changes whenever a wake-up posted for this exchange may no longer apply.
+  uint64_t generation() const { return generation_; }
 
  private:
-  class Ticket;
-  class Revalidation;
-
   // Why the route's upstream could not answer; picks the ladder's final
   // local reply when no fallback level answers.
   enum class Failure {
@@ -92,157 +94,129 @@ class Exchange final : public UpstreamResponseHandler {
     kInvalid,      // a 2xx that failed validation
   };
 
-  void route();
-  void admitShed();
-  void injectFault();
-  void lookupCache();
-  void checkBreaker();
+  // What this request holds on shared state; dropping it gives all back.
+  struct Holds {
+    ShedSlot shed;
+    BulkheadSlot bulkhead;
+    BreakerPermit permit;  // for the try in flight (or about to be)
+    FillLeadership fill;   // this request fetches for coalesced followers
+  };
+
+  // Everything one request decides and learns, reset by value at its start.
+  // (Buffers that keep their capacity live outside it.)
+  struct Request {
+    RequestView view;
+    std::shared_ptr<const Snapshot> snapshot;  // the config this request started with
+    size_t route_index = 0;
+    const RouteConfig* route = nullptr;
+    RouteRuntime* runtime = nullptr;
+    std::optional<std::string_view> budget_header;      // x-airbag-timeout-ms
+    std::optional<std::string_view> connection_header;  // Connection
+    bool request_id_generated = false;
+    bool client_budget = false;
+    bool close = false;
+    absl::Time start;
+    absl::Time deadline;
+    Holds holds;
+    bool queued = false;     // in the route's bulkhead queue
+    bool following = false;  // waiting on another request's cache fill
+    std::optional<policy::Backoff> backoff;
+    int circuit_retry_after_s = 1;
+    int fault_status = 503;
+    AnswerSource source = AnswerSource::kUpstream;
+    std::string_view cache_status;  // x-airbag-cache: "" (no cache), hit, stale, miss, bypass
+    bool stale_tried = false;
+    size_t fallback_next = 0;            // the next ladder step to try
+    std::optional<size_t> fallback_try;  // the fallback step whose upstream is being tried
+    const UpstreamConfig* try_upstream = nullptr;  // of the try in flight
+    bool request_json_parsed = false;
+    int attempts = 0;
+    absl::Duration upstream_time;
+    int status = 0;
+    int64_t bytes_sent = 0;
+  };
+
+  // The stages, in order. Each passes the request on or answers it.
+  void route(absl::Time now);
+  void admitShed(absl::Time now);
+  void injectFault(absl::Time now);
+  void lookupCache(absl::Time now);  // exchange_cache.cc
+  void checkBreaker(absl::Time now);
+  void acquireBulkhead(absl::Time now);
+  void beginAttempts(absl::Time now);
+  void startAttempt(absl::Time now);
+  void launchTry(const UpstreamConfig& upstream, UpstreamClient* client, absl::Time end,
+                 absl::Time first_byte, absl::Time now);
   // Takes a breaker permit for the route's next try unless one is held;
   // false when refused (the ladder has then taken over).
   bool acquirePermit(absl::Time now);
-  void acquireBulkhead();
-  void onBulkheadGranted();
-  void onWake();
+
+  // UpstreamTry::Owner
+  AnswerMeta answerMeta() override;
+  void onTryDone(absl::Time now) override;
+  void onTryCommitted() override;
+  // A try that ended before anything reached the client: counts it, and
+  // returns true when a retry has been scheduled.
+  bool retryAfterTry(AttemptOutcome outcome, absl::Time now);
+  void endStream(absl::Time now);
+
+  // Waiting for other threads (bulkhead grant, cache fill); see onWake.
+  void onGranted() override;
+  void onFilled(std::shared_ptr<const policy::CacheEntry> entry) override;
+  void onTimer() override;
+  // Leaves a bulkhead queue or a fill this request waits in, if any.
+  void leaveWaits();
 
   // Cache (exchange_cache.cc).
   void buildCacheKey();
-  void onFillDone(std::shared_ptr<const policy::CacheEntry> entry);
+  void onFillDone(absl::Time now);
   void serveEntry(const policy::CacheEntry& entry, AnswerSource source,
                   std::string_view cache_status);
-  void startRevalidation();
-  void maybeStore();
-  void leaveFill(std::shared_ptr<const policy::CacheEntry> entry);
+  void startRevalidation(absl::Time now);
+  void maybeStore(absl::Time now);
   void countLookup(std::string_view result);
 
   // The ladder (exchange_fallback.cc).
-  void runFallback(Failure failure);
-  bool startFallbackAttempt(size_t step);
+  void runFallback(Failure failure, absl::Time now);
+  bool startFallbackTry(size_t step, absl::Time now);
   void serveRespond(const RespondConfig& respond, AnswerSource source, std::string_view label);
   void finalFailure(Failure failure);
   const json::Document& requestJson();
-  // Checks a complete answer against the route's `validate`; false = invalid.
   bool validateAnswer();
-  static bool answerIsValid(const RouteConfig& route, int status, std::string_view body,
-                            std::string* reason);
-  // A cache entry for an answer of `route`, or null when it must not be
-  // stored (Cache-Control, an event stream without its end, too big).
-  static std::shared_ptr<policy::CacheEntry> makeEntry(
-      const RouteConfig& route, std::string key, int status,
-      std::vector<std::pair<std::string, std::string>> headers, std::string body, bool stream,
-      bool event_stream, std::string_view cache_control, absl::Time now);
-  policy::CircuitBreaker* currentBreaker();
-  void launchTry(absl::Time now, absl::Time end, absl::Time first_byte);
-  void onTryFailed(AttemptOutcome outcome);
-  void beginAttempts();
-  void startAttempt();
-  // A try ended without an answer worth relaying (or with a retriable one):
-  // records it and returns true when a retry has been scheduled.
-  bool endTry(AttemptOutcome outcome, int status);
-  void reportToBreaker(bool success);
-  void releaseHolds();
-  static void wakeCb(int, short, void* arg);
-  void buildUpstreamHead(absl::Time now);
-  void buildClientHead(const UpstreamResponseHead& head);
-  static bool retryableStatus(const RetryConfig& retry, int status);
-  void writeStreamData(std::string_view data);
-  void commitStream();
-  void flushStream();
 
-  void abortStream(std::string_view code);
+  // Answering.
+  void buildUpstreamHead(absl::Time now, const UpstreamConfig& upstream);
   void replyLocal(int status, std::string_view code, std::string_view message,
                   std::optional<int> retry_after_seconds = std::nullopt);
-  // Ends the request: releases its holds, records it, sends `last` and
+  // Ends the request: gives back its holds, records it, sends `last` and
   // `last2` (the final bytes of the answer, if any), then hands the
   // connection back.
   void finish(int status, bool aborted, std::string_view last = {}, std::string_view last2 = {});
-  // Counts the request in the metrics and writes its access-log line.
-  void record(int status);
+  void record(int status, absl::Time now);
   void setSource(AnswerSource source, std::string_view detail = {});
   void recordAttempt(AttemptOutcome outcome);
-  void armTimer(absl::Time at);
-  static void timerCb(int, short, void* arg);
-  void onTimer();
+  void enter(Stage next);
+  void armWait(absl::Time until);
 
   WorkerContext& ctx_;
   Downstream& down_;
-  event timer_;
-  absl::Time timer_at_;  // when timer_ is due
+  const uint32_t slot_;       // this exchange's place in the worker's registry
+  uint64_t generation_ = 0;   // bumped per request and when a wake-up may be stale
+  uint64_t wait_generation_ = 0;  // posted with a wake-up; set before joining a queue
+  std::unique_ptr<Timer> timer_;  // the end of the current wait (stage says which)
   Stage stage_ = Stage::kIdle;
+  Request r_;
+  UpstreamTry try_;
 
-  // The request.
-  RequestView req_;
-  std::shared_ptr<const Snapshot> snapshot_;  // the config this request started with
-  const RouteConfig* route_ = nullptr;
-  const UpstreamConfig* upstream_config_ = nullptr;
-  RouteRuntime* runtime_ = nullptr;
-  UpstreamClient* upstream_ = nullptr;
-  std::optional<std::string_view> budget_header_;      // x-airbag-timeout-ms
-  std::optional<std::string_view> connection_header_;  // Connection
-  std::vector<http::HeaderKind> request_kinds_;  // per request header, classified once
-  std::vector<http::HeaderKind> answer_kinds_;   // per answer header
+  // Buffers that keep their capacity from request to request.
   std::string request_id_;
-  bool request_id_generated_ = false;
-  bool client_budget_ = false;
-  bool close_ = false;
-  absl::Time start_;
-  absl::Time deadline_;
-
-  // Holds on shared policy state, given back when the request ends.
-  bool shed_admitted_ = false;
-  bool bulkhead_held_ = false;
-  bool queued_ = false;       // waiting in the bulkhead queue
-  bool permit_held_ = false;  // a breaker permit for the current/next try
-  bool permit_probe_ = false;
-  std::shared_ptr<Ticket> ticket_;  // bulkhead queue entry (a grant may come from any thread)
-  event wake_;                      // activated by a bulkhead grant
-  std::optional<policy::Backoff> backoff_;
-  std::optional<absl::Duration> retry_after_;
-  int circuit_retry_after_s_ = 1;
-  int fault_status_ = 503;  // status of an injected abort
-
-  // Which level answers (x-airbag-source), e.g. "upstream", "fallback:small".
-  AnswerSource source_ = AnswerSource::kUpstream;
   std::string source_label_;
-
-  // Cache.
-  std::string_view cache_status_;  // x-airbag-cache: "" (no cache), hit, stale, miss, bypass
-  std::string cache_key_;          // empty: not cacheable
-  bool fill_leader_ = false;       // this request fetches for coalesced followers
-  std::shared_ptr<const policy::CacheEntry> stored_;
-  std::vector<std::pair<std::string, std::string>> answer_headers_;  // end-to-end, for storing
-  std::string answer_cache_control_;
-  bool store_stream_ = false;  // keep a copy of a streamed answer for the cache
-  std::string stream_copy_;
-
-  // The ladder.
-  bool stale_tried_ = false;
-  size_t fallback_next_ = 0;  // next fallback step to try
-  int fallback_step_ = -1;    // the fallback step whose upstream is being tried; -1: the route's
-  json::Document request_json_;
-  bool request_json_parsed_ = false;
-
-  // The current try.
-  UpstreamCall* call_ = nullptr;
-  int attempts_ = 0;
-  absl::Time try_start_;
-  absl::Time try_end_;
-  absl::Time first_byte_by_;
-  absl::Duration upstream_time_;
+  std::string cache_key_;  // empty: not cacheable
   std::string upstream_head_;
-
-  // The answer.
-  int status_ = 0;
-  bool got_head_ = false;
-  bool streaming_ = false;
-  bool committed_ = false;
-  bool chunked_to_client_ = false;
-  bool sse_ = false;
-  bool paused_ = false;
-  int64_t bytes_sent_ = 0;
-  std::string client_head_;
-  std::string body_;
-  std::string stream_out_;  // a stream's bytes read but not yet written to the client
   std::string scratch_;
+  HeaderPairs scratch_headers_;
+  std::vector<http::HeaderKind> request_kinds_;  // per request header, classified once
+  json::Document request_json_;
 };
 
 }  // namespace airbag::pipeline

@@ -1,8 +1,7 @@
 // Building local JSON replies; see local_reply.h.
 #include "proxy/pipeline/local_reply.h"
 
-#include "proxy/http/text.h"
-#include "proxy/http/status.h"
+#include "proxy/pipeline/answer_head.h"
 
 namespace airbag::pipeline {
 
@@ -42,17 +41,17 @@ void appendLocalReply(std::string& out, const LocalReply& r) {
     body += '"';
   }
   body += "}}\n";
-  http::append(out, "HTTP/1.1 ", r.status, " ", http::reasonPhrase(r.status),
-                  "\r\ncontent-type: application/json\r\ncontent-length: ", body.size(),
-                  "\r\nx-airbag-source: none\r\nx-airbag-attempts: ", r.attempts, "\r\n");
-  if (!r.request_id.empty()) http::append(out, "x-request-id: ", r.request_id, "\r\n");
-  if (r.retry_after_seconds) http::append(out, "retry-after: ", *r.retry_after_seconds, "\r\n");
-  if (!r.cache.empty()) http::append(out, "x-airbag-cache: ", r.cache, "\r\n");
-  if (r.close)
-    out += "connection: close\r\n";
-  else if (r.http10_keep_alive)
-    out += "connection: keep-alive\r\n";
-  out += "\r\n";
+  AnswerMeta meta;
+  meta.source = "none";
+  meta.attempts = r.attempts;
+  meta.request_id = r.request_id;
+  meta.cache = r.cache;
+  meta.retry_after_seconds = r.retry_after_seconds;
+  meta.close = r.close;
+  meta.http10_keep_alive = r.http10_keep_alive;
+  static const HeaderPairs kNoHeaders;
+  appendAnswerHead(out, r.status, kNoHeaders, "application/json", Framing::kLength, body.size(),
+                   meta);
   if (!r.head_only) out += body;
 }
 

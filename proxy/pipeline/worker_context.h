@@ -1,17 +1,22 @@
-// Everything one worker's requests share: its loop, the current snapshot, its
-// upstream clients, its metrics shard and access-log writer, its random
-// generator. Owned by the worker; touched only from its thread.
+// Everything one worker's requests share: its loop and dispatcher, its inbox,
+// the current snapshot, its upstream clients, its metrics shard and
+// access-log writer, its random generator, and the registry through which an
+// inbox wake-up finds its exchange. Owned by the worker; touched only from its
+// thread (the inbox alone takes posts from other threads).
 #pragma once
 
 #include <event2/event.h>
 
+#include <cstdint>
 #include <list>
 #include <memory>
 #include <vector>
 
 #include "absl/random/random.h"
 #include "absl/time/time.h"
+#include "airbag/dispatcher.h"
 #include "airbag/upstream_client.h"
+#include "proxy/pipeline/inbox.h"
 #include "proxy/pipeline/snapshot.h"
 
 namespace spdlog {
@@ -26,6 +31,8 @@ class AccessLogWriter;
 
 namespace airbag::pipeline {
 
+class Exchange;
+
 // Work a worker runs on behalf of no client (a cache revalidation). Owned
 // by the worker's context so that shutdown frees whatever is still running.
 class BackgroundTask {
@@ -35,6 +42,8 @@ class BackgroundTask {
 
 struct WorkerContext {
   event_base* base = nullptr;
+  Dispatcher* dispatcher = nullptr;
+  Inbox* inbox = nullptr;
   std::shared_ptr<const Snapshot> snapshot;
   std::vector<UpstreamClient*> upstreams;  // by snapshot upstream index; owned by the worker
   metrics::WorkerMetrics* metrics = nullptr;
@@ -44,17 +53,35 @@ struct WorkerContext {
   bool draining = false;
   std::list<std::unique_ptr<BackgroundTask>> background;
 
-  // The exact time, for the few instants a deadline is measured from.
-  static absl::Time preciseNow() { return absl::Now(); }
+  // The current time, exact (from the dispatcher's clock).
+  absl::Time now() const { return dispatcher->now(); }
 
-  // The loop's cached time: read once per loop pass, not per call, from a
-  // coarse clock (a few ms of resolution). Good for statistics and windows;
-  // deadlines use preciseNow().
-  absl::Time now() const {
-    timeval tv;
-    event_base_gettimeofday_cached(base, &tv);
-    return absl::TimeFromTimeval(tv);
+  // Exchanges by slot, for inbox wake-ups; a freed slot is reused.
+  uint32_t addExchange(Exchange* e) {
+    if (!free_slots.empty()) {
+      uint32_t s = free_slots.back();
+      free_slots.pop_back();
+      exchanges[s] = e;
+      return s;
+    }
+    exchanges.push_back(e);
+    return static_cast<uint32_t>(exchanges.size() - 1);
   }
+  void removeExchange(uint32_t slot) {
+    exchanges[slot] = nullptr;
+    free_slots.push_back(slot);
+  }
+  // Delivers a kWake message: to the exchange in its slot, if that exchange
+  // is still on the message's generation (else the message is stale).
+  void deliverWake(const InboxMessage& m);
+
+  // A generation no exchange of this worker has had yet: a stale wake-up can
+  // never match a later request, even in a reused slot.
+  uint64_t newGeneration() { return ++last_generation; }
+
+  std::vector<Exchange*> exchanges;
+  std::vector<uint32_t> free_slots;
+  uint64_t last_generation = 0;
 };
 
 }  // namespace airbag::pipeline

@@ -18,9 +18,10 @@ constexpr timeval kFlushEvery = {0, 100 * 1000};
 event_base* newBase() {
   event_config* cfg = event_config_new();
   // The default coarse clock is kept: a precise one costs a timerfd_settime
-  // call on every loop pass. Deadlines re-check an exact clock instead.
-  // One thread owns the base; other threads only wake it with event_active,
-  // which stays safe because the process enables libevent's thread support.
+  // call on every loop pass. Timers re-check an exact clock instead.
+  // Only the worker's own thread touches its base (other threads post to
+  // the inbox), so the base needs none of libevent's locks.
+  event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
   event_base* base = event_base_new_with_config(cfg);
   event_config_free(cfg);
   return base;
@@ -34,19 +35,22 @@ Worker::Worker(int index, evutil_socket_t listen_fd,
                std::function<void()> on_exit)
     : index_(index),
       base_(newBase(), &event_base_free),
+      dispatcher_(base_.get(), clock_),
       listen_fd_(listen_fd),
       access_log_(sink, snapshot->config->log.format),
       on_exit_(std::move(on_exit)) {
   ctx_.base = base_.get();
+  ctx_.dispatcher = &dispatcher_;
+  ctx_.inbox = &inbox_;
   ctx_.metrics = metrics;
   ctx_.access_log = sink && sink->enabled() ? &access_log_ : nullptr;
   ctx_.logger = std::move(logger);
   applySnapshot(std::move(snapshot));
   event_assign(&reap_, ctx_.base, -1, 0, &Worker::reapCb, this);
   event_assign(&flush_, ctx_.base, -1, EV_PERSIST, &Worker::flushCb, this);
-  event_assign(&drain_, ctx_.base, -1, 0, &Worker::drainCb, this);
-  event_assign(&stop_, ctx_.base, -1, 0, &Worker::stopCb, this);
-  event_assign(&reload_, ctx_.base, -1, 0, &Worker::reloadCb, this);
+  event_assign(&inbox_event_, ctx_.base, inbox_.fd(), EV_READ | EV_PERSIST, &Worker::inboxCb,
+               this);
+  event_add(&inbox_event_, nullptr);
   listener_ = evconnlistener_new(ctx_.base, &Worker::acceptCb, this,
                                  LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, -1, listen_fd_);
 }
@@ -55,9 +59,7 @@ Worker::~Worker() {
   join();
   event_del(&reap_);
   event_del(&flush_);
-  event_del(&drain_);
-  event_del(&stop_);
-  event_del(&reload_);
+  event_del(&inbox_event_);
   conns_.clear();
   doomed_.clear();
   ctx_.background.clear();
@@ -98,17 +100,35 @@ void Worker::updateSnapshot(std::shared_ptr<const pipeline::Snapshot> snapshot) 
     absl::MutexLock l(&pending_mu_);
     pending_ = std::move(snapshot);
   }
-  event_active(&reload_, 0, 0);
+  inbox_.post({pipeline::InboxMessage::Kind::kSnapshot});
 }
 
-void Worker::reloadCb(int, short, void* arg) {
-  auto* self = static_cast<Worker*>(arg);
-  std::shared_ptr<const pipeline::Snapshot> next;
-  {
-    absl::MutexLock l(&self->pending_mu_);
-    next = std::move(self->pending_);
+void Worker::inboxCb(int, short, void* arg) { static_cast<Worker*>(arg)->onInbox(); }
+
+void Worker::onInbox() {
+  inbox_.take(&messages_);
+  for (const pipeline::InboxMessage& m : messages_) {
+    switch (m.kind) {
+      case pipeline::InboxMessage::Kind::kWake:
+        ctx_.deliverWake(m);
+        break;
+      case pipeline::InboxMessage::Kind::kSnapshot: {
+        std::shared_ptr<const pipeline::Snapshot> next;
+        {
+          absl::MutexLock l(&pending_mu_);
+          next = std::move(pending_);
+        }
+        if (next) applySnapshot(std::move(next));
+        break;
+      }
+      case pipeline::InboxMessage::Kind::kDrain:
+        onDrain();
+        break;
+      case pipeline::InboxMessage::Kind::kStop:
+        event_base_loopbreak(ctx_.base);
+        return;
+    }
   }
-  if (next) self->applySnapshot(std::move(next));
 }
 
 void Worker::start() {
@@ -134,10 +154,10 @@ void Worker::join() {
 
 void Worker::requestDrain(bool exit_when_done) {
   if (exit_when_done) exit_when_drained_.store(true);
-  event_active(&drain_, 0, 0);
+  inbox_.post({pipeline::InboxMessage::Kind::kDrain});
 }
 
-void Worker::requestStop() { event_active(&stop_, 0, 0); }
+void Worker::requestStop() { inbox_.post({pipeline::InboxMessage::Kind::kStop}); }
 
 void Worker::acceptCb(evconnlistener*, evutil_socket_t fd, sockaddr*, int, void* arg) {
   auto* self = static_cast<Worker*>(arg);
@@ -164,8 +184,6 @@ void Worker::reapCb(int, short, void* arg) {
 
 void Worker::flushCb(int, short, void* arg) { static_cast<Worker*>(arg)->access_log_.flush(); }
 
-void Worker::drainCb(int, short, void* arg) { static_cast<Worker*>(arg)->onDrain(); }
-
 void Worker::onDrain() {
   if (!ctx_.draining) {
     ctx_.draining = true;
@@ -182,10 +200,6 @@ void Worker::onDrain() {
 void Worker::maybeExit() {
   if (ctx_.draining && exit_when_drained_.load() && conns_.empty())
     event_base_loopexit(ctx_.base, nullptr);
-}
-
-void Worker::stopCb(int, short, void* arg) {
-  event_base_loopbreak(static_cast<Worker*>(arg)->ctx_.base);
 }
 
 }  // namespace airbag::server

@@ -1,6 +1,7 @@
 // A worker: one thread, one event_base, its own SO_REUSEPORT listener, its
 // client connections and upstream pools. Workers share nothing per request;
-// the main thread talks to them only through thread-safe wake-ups.
+// other threads reach a worker only through its inbox, so its event_base
+// runs without libevent's locks.
 #pragma once
 
 #include <event2/event_struct.h>
@@ -11,9 +12,12 @@
 #include <memory>
 #include <thread>
 
+#include "airbag/clock.h"
 #include "airbag/config.h"
 #include "proxy/log/access_log.h"
 #include "absl/synchronization/mutex.h"
+#include "proxy/pipeline/event_dispatcher.h"
+#include "proxy/pipeline/inbox.h"
 #include "proxy/pipeline/worker_context.h"
 #include "proxy/upstream/http_pool.h"
 
@@ -59,9 +63,8 @@ class Worker {
   static void acceptCb(evconnlistener*, evutil_socket_t fd, sockaddr*, int, void* arg);
   static void reapCb(int, short, void* arg);
   static void flushCb(int, short, void* arg);
-  static void drainCb(int, short, void* arg);
-  static void stopCb(int, short, void* arg);
-  static void reloadCb(int, short, void* arg);
+  static void inboxCb(int, short, void* arg);
+  void onInbox();
   void run();
   void onDrain();
   void applySnapshot(std::shared_ptr<const pipeline::Snapshot> snapshot);
@@ -69,6 +72,11 @@ class Worker {
 
   int index_;
   std::unique_ptr<event_base, void (*)(event_base*)> base_;
+  RealClock clock_;
+  pipeline::EventDispatcher dispatcher_;
+  pipeline::Inbox inbox_;
+  event inbox_event_;
+  std::vector<pipeline::InboxMessage> messages_;  // taken from the inbox, reused
   evutil_socket_t listen_fd_;
   evconnlistener* listener_ = nullptr;
   pipeline::WorkerContext ctx_;
@@ -79,13 +87,10 @@ class Worker {
   std::vector<std::unique_ptr<upstream::HttpPool>> pools_;
   absl::Mutex pending_mu_;
   std::shared_ptr<const pipeline::Snapshot> pending_ ABSL_GUARDED_BY(pending_mu_);
-  event reload_;
   std::list<std::unique_ptr<ClientConnection>> conns_;
   std::vector<std::unique_ptr<ClientConnection>> doomed_;
   event reap_;
   event flush_;
-  event drain_;
-  event stop_;
   std::atomic<bool> exit_when_drained_{false};
   std::atomic<bool> finished_{false};
   std::thread thread_;
