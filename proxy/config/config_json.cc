@@ -200,7 +200,7 @@ Json routeJson(const RouteConfig& r) {
 nlohmann::json routeToJson(const RouteConfig& route) {
   // GET /routes adds live state beside the config, which is simplest on the
   // plain json type; its keys come out sorted, unlike GET /config.
-  return nlohmann::json::parse(routeJson(route).dump());
+  return nlohmann::json::parse(routeJson(route).dump(-1, ' ', false, Json::error_handler_t::replace));
 }
 
 std::string toJson(const Config& config) {
@@ -243,7 +243,9 @@ std::string toJson(const Config& config) {
   Json routes = Json::array();
   for (const RouteConfig& r : config.routes) routes.push_back(routeJson(r));
   out["routes"] = std::move(routes);
-  return out.dump(2);
+  // The loader refuses text that is not UTF-8; replacing rather than throwing
+  // keeps this total even for a snapshot built some other way.
+  return out.dump(2, ' ', false, Json::error_handler_t::replace);
 }
 
 }  // namespace airbag::config

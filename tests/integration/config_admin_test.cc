@@ -1,0 +1,79 @@
+// Integration: what the config checker and the admin port promise, on the
+// real binary: bad bytes in the file, admin error shapes, and reloads.
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/integration/harness.h"
+
+namespace airbag::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr char kConfig[] = R"(listen: { address: ${LISTEN}, workers: 1 }
+admin: { address: ${ADMIN} }
+log: { level: info, access_log: off }
+upstreams:
+  model: { url: ${MODEL} }
+routes:
+  - name: predict
+    match: { path: /predict }
+    upstream: model
+)";
+
+TEST(CheckConfigTest, InvalidUtf8InRespondJsonIsAnErrorNotAnAbort) {
+  const std::string bad = std::string(kConfig) +
+                          "    fallback:\n"
+                          "      - respond: {json: {msg: \"\xff\xfe\"}}\n";
+  auto r = AirbagProcess::checkConfig(bad, {{"MODEL", "http://127.0.0.1:1"}});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->exit.exited()) << r->exit.toString();
+  EXPECT_EQ(r->exit.code, 1) << r->err;
+  EXPECT_THAT(r->err, HasSubstr("airbag.yaml:11:32: invalid UTF-8 (byte 0xFF)"));
+}
+
+TEST(CheckConfigTest, RouteNamedWithInvalidUtf8IsRefused) {
+  std::string bad = kConfig;
+  bad.replace(bad.find("predict\n"), 7, "pre\xc0\xaf");
+  auto r = AirbagProcess::checkConfig(bad, {{"MODEL", "http://127.0.0.1:1"}});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->exit.code, 1) << r->err;
+  EXPECT_THAT(r->err, HasSubstr("airbag.yaml:7:14: invalid UTF-8 (byte 0xC0)"));
+  EXPECT_THAT(r->out, Not(HasSubstr("valid")));
+}
+
+class RunningAirbagTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto demo = DemoServer::start();
+    ASSERT_TRUE(demo.ok()) << demo.status();
+    demo_ = std::move(*demo);
+    auto proc = AirbagProcess::start(kConfig, {{"MODEL", demo_->url()}});
+    ASSERT_TRUE(proc.ok()) << proc.status();
+    airbag_ = std::move(*proc);
+  }
+
+  std::unique_ptr<DemoServer> demo_;
+  std::unique_ptr<AirbagProcess> airbag_;
+};
+
+TEST_F(RunningAirbagTest, ReloadOfAFileWithInvalidUtf8IsRefusedWithTheError) {
+  const std::string bad = std::string(kConfig) +
+                          "    fallback:\n"
+                          "      - respond: {body: \"\xed\xa0\x80\"}\n";
+  ASSERT_TRUE(airbag_->rewriteConfig(bad, {{"MODEL", demo_->url()}}).ok());
+  Response r = airbag_->admin("POST", "/reload");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(r.json()["error"]["code"], "reload_failed");
+  EXPECT_THAT(r.json()["error"]["message"].get<std::string>(),
+              HasSubstr("airbag.yaml:11:26: invalid UTF-8 (byte 0xED)"));
+  // The running configuration stays and still answers.
+  Response routes = airbag_->admin("GET", "/routes");
+  EXPECT_EQ(routes.status, 200);
+  EXPECT_EQ(routes.json()[0]["name"], "predict");
+}
+
+}  // namespace
+}  // namespace airbag::testing
