@@ -59,6 +59,20 @@ class RunningAirbagTest : public ::testing::Test {
   std::unique_ptr<AirbagProcess> airbag_;
 };
 
+TEST_F(RunningAirbagTest, AdminWrongMethodIs405JsonWithAllow) {
+  for (const char* method : {"PATCH", "DELETE"}) {
+    SCOPED_TRACE(method);
+    Response r = airbag_->admin(method, "/routes");
+    EXPECT_EQ(r.status, 405);
+    EXPECT_EQ(r.header("content-type"), "application/json");
+    EXPECT_EQ(r.header("allow"), "GET, HEAD");
+    EXPECT_EQ(r.json()["error"]["code"], "method_not_allowed");
+  }
+  Response r = airbag_->admin("PATCH", "/no/such/thing");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(r.json()["error"]["code"], "not_found");
+}
+
 TEST_F(RunningAirbagTest, ReloadOfAFileWithInvalidUtf8IsRefusedWithTheError) {
   const std::string bad = std::string(kConfig) +
                           "    fallback:\n"
