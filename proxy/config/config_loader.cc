@@ -56,8 +56,29 @@ std::string durationText(absl::Duration d) {
 // A hint for the YAML syntax errors people hit most in this file's kind of
 // content, or "". `mark` is where yaml-cpp gave up.
 std::string syntaxHint(std::string_view yaml, const YAML::Mark& mark) {
-  (void)yaml;
-  (void)mark;
+  auto line = [&](int i) -> std::string_view {
+    size_t start = 0;
+    for (int n = 0; n < i && start != std::string_view::npos; ++n) {
+      start = yaml.find('\n', start);
+      if (start != std::string_view::npos) ++start;
+    }
+    if (i < 0 || start == std::string_view::npos) return "";
+    return yaml.substr(start, yaml.find('\n', start) - start);
+  };
+  // An unquoted [::1]:9901 starts a YAML list; the parser fails a little
+  // later, on this line or the next.
+  static const LazyRE2 kIpv6 = {R"((?:^|[^'"\w])(\[[0-9A-Fa-f:.]*\]:[0-9]+))"};
+  for (int i : {mark.line, mark.line - 1}) {
+    std::string address;
+    if (RE2::PartialMatch(re2::StringPiece(line(i).data(), line(i).size()), *kIpv6, &address)) {
+      return strCat(" (quote an IPv6 address: '", address, "')");
+    }
+  }
+  const std::string_view here = line(mark.line);
+  const size_t indent_end = here.find_first_not_of(" \t");
+  if (here.substr(0, indent_end).find('\t') != std::string_view::npos) {
+    return " (indent with spaces, not tabs)";
+  }
   return "";
 }
 
@@ -411,7 +432,9 @@ void Loader::checkUpstreamRef(const Entry& e, const std::string& name) {
   std::vector<std::string_view> names;
   for (const UpstreamConfig& u : config_.upstreams) names.push_back(u.name);
   diag_.error(e.mark(), strCat("unknown upstream '", name, "'", didYouMean(name, names),
-                               names.empty() ? " (no upstreams are defined)" : ""));
+                               names.empty() ? " (no upstreams are defined)"
+                                             : strCat("; defined upstreams: ",
+                                                      strJoin(names, ", "))));
 }
 
 void Loader::checkRegex(const YAML::Mark& mark, std::string_view key, const std::string& pattern) {
@@ -959,16 +982,16 @@ void Loader::readRespond(const Entry& e, RespondConfig& out) {
   }
   const Entry* json = m.find("json");
   const Entry* body = m.find("body");
-  if (json && body) {
-    diag_.error(body->key_mark, "respond takes either 'json' or 'body', not both");
-    return;
-  }
+  // Both are still read, so their own errors are reported with the conflict.
+  if (json && body) diag_.error(body->key_mark, "respond takes either 'json' or 'body', not both");
+  if (auto v = read_.string(body, true)) out.body = *v;
   if (json) {
     if (auto j = read_.json(json->value)) out.body = compactJson(*j);
-    out.content_type = content_type.empty() ? "application/json" : content_type;
+  }
+  if (!content_type.empty()) {
+    out.content_type = content_type;
   } else {
-    if (auto v = read_.string(body, true)) out.body = *v;
-    out.content_type = content_type.empty() ? "text/plain" : content_type;
+    out.content_type = json ? "application/json" : "text/plain";
   }
 }
 
