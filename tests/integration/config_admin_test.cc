@@ -89,5 +89,31 @@ TEST_F(RunningAirbagTest, ReloadOfAFileWithInvalidUtf8IsRefusedWithTheError) {
   EXPECT_EQ(routes.json()[0]["name"], "predict");
 }
 
+TEST_F(RunningAirbagTest, ConfigShownByTheAdminPortPassesTheChecker) {
+  Response config = airbag_->admin("GET", "/config");
+  ASSERT_EQ(config.status, 200);
+  auto shown = TempDir::create("airbag-shown");
+  ASSERT_TRUE(shown.ok()) << shown.status();
+  auto path = (*shown)->write("shown.yaml", config.body);
+  ASSERT_TRUE(path.ok()) << path.status();
+  auto r = runCommand({airbagBinary(), "--check-config", path->string()});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->exit.success()) << r->err << "\n" << config.body;
+}
+
+TEST_F(RunningAirbagTest, FaultWithUnknownKeyIs400AndChangesNothing) {
+  Response r = airbag_->admin("PUT", "/routes/predict/fault", R"({"abort":{"percent":5,"code":502}})");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(r.json()["error"]["code"], "bad_request");
+  EXPECT_THAT(r.json()["error"]["message"].get<std::string>(), HasSubstr("\"code\""));
+  Response route = airbag_->admin("GET", "/routes/predict");
+  ASSERT_EQ(route.status, 200);
+  EXPECT_EQ(route.json()["state"]["fault"]["source"], "config");
+
+  r = airbag_->admin("PUT", "/routes/predict/fault", R"({"delay":{"duration":"soon"}})");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_THAT(r.json()["error"]["message"].get<std::string>(), HasSubstr("\"200ms\""));
+}
+
 }  // namespace
 }  // namespace airbag::testing
