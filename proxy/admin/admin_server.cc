@@ -225,8 +225,9 @@ AdminResponse AdminRouter::route(const AdminRequest& req) const {
   if (path == "/reload") {
     if (m != "POST") return methodNotAllowed(m, "POST");
     if (!hooks_.reload) return notImplemented("reload");
-    absl::Status s = hooks_.reload();
-    if (s.ok()) return jsonResponse(200, Json{{"reloaded", true}});
+    absl::StatusOr<std::vector<std::string>> warnings = hooks_.reload();
+    if (warnings.ok()) return jsonResponse(200, Json{{"reloaded", true}, {"warnings", *warnings}});
+    const absl::Status& s = warnings.status();
     if (s.code() == absl::StatusCode::kUnimplemented) return statusResponse(s);
     // The old config stays in force; say why the new one was refused.
     return errorResponse(400, "reload_failed", std::string(s.message()));

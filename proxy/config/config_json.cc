@@ -240,9 +240,9 @@ absl::StatusOr<FaultConfig> faultFromJson(const nlohmann::json& body) {
       faultPart(body, "delay", "duration", &f.delay_percent);
   if (!duration.ok()) return duration.status();
   if (const nlohmann::json* d = *duration) {
-    absl::StatusOr<absl::Duration> parsed =
-        d->is_string() ? parseDuration(d->get<std::string>())
-                       : absl::InvalidArgumentError("it is not a string");
+    absl::StatusOr<absl::Duration> parsed = d->is_string()
+                                                ? parseDuration(d->get<std::string>())
+                                                : absl::InvalidArgumentError("it is not a string");
     if (!parsed.ok()) {
       return absl::InvalidArgumentError(
           strCat("delay.duration: ", parsed.status().message(),
@@ -265,7 +265,8 @@ absl::StatusOr<FaultConfig> faultFromJson(const nlohmann::json& body) {
 nlohmann::json routeToJson(const RouteConfig& route) {
   // GET /routes adds live state beside the config, which is simplest on the
   // plain json type; its keys come out sorted, unlike GET /config.
-  return nlohmann::json::parse(routeJson(route).dump(-1, ' ', false, Json::error_handler_t::replace));
+  return nlohmann::json::parse(
+      routeJson(route).dump(-1, ' ', false, Json::error_handler_t::replace));
 }
 
 std::string toJson(const Config& config) {

@@ -431,10 +431,10 @@ void Loader::checkUpstreamRef(const Entry& e, const std::string& name) {
   if (config_.findUpstream(name) != nullptr) return;
   std::vector<std::string_view> names;
   for (const UpstreamConfig& u : config_.upstreams) names.push_back(u.name);
-  diag_.error(e.mark(), strCat("unknown upstream '", name, "'", didYouMean(name, names),
-                               names.empty() ? " (no upstreams are defined)"
-                                             : strCat("; defined upstreams: ",
-                                                      strJoin(names, ", "))));
+  diag_.error(e.mark(),
+              strCat("unknown upstream '", name, "'", didYouMean(name, names),
+                     names.empty() ? " (no upstreams are defined)"
+                                   : strCat("; defined upstreams: ", strJoin(names, ", "))));
 }
 
 void Loader::checkRegex(const YAML::Mark& mark, std::string_view key, const std::string& pattern) {

@@ -102,7 +102,8 @@ TEST_F(RunningAirbagTest, ConfigShownByTheAdminPortPassesTheChecker) {
 }
 
 TEST_F(RunningAirbagTest, FaultWithUnknownKeyIs400AndChangesNothing) {
-  Response r = airbag_->admin("PUT", "/routes/predict/fault", R"({"abort":{"percent":5,"code":502}})");
+  Response r =
+      airbag_->admin("PUT", "/routes/predict/fault", R"({"abort":{"percent":5,"code":502}})");
   EXPECT_EQ(r.status, 400);
   EXPECT_EQ(r.json()["error"]["code"], "bad_request");
   EXPECT_THAT(r.json()["error"]["message"].get<std::string>(), HasSubstr("\"code\""));
@@ -113,6 +114,29 @@ TEST_F(RunningAirbagTest, FaultWithUnknownKeyIs400AndChangesNothing) {
   r = airbag_->admin("PUT", "/routes/predict/fault", R"({"delay":{"duration":"soon"}})");
   EXPECT_EQ(r.status, 400);
   EXPECT_THAT(r.json()["error"]["message"].get<std::string>(), HasSubstr("\"200ms\""));
+}
+
+TEST_F(RunningAirbagTest, ReloadKeepsRestartOnlyKeysAndSaysSo) {
+  const std::string moved = std::to_string(freePort());
+  std::string changed = kConfig;
+  changed.replace(changed.find("level: info"), 11, "level: debug");
+  ASSERT_TRUE(
+      airbag_->rewriteConfig(changed, {{"MODEL", demo_->url()}, {"LISTEN", "127.0.0.1:" + moved}})
+          .ok());
+  Response r = airbag_->admin("POST", "/reload");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.json()["reloaded"], true);
+  ASSERT_EQ(r.json()["warnings"].size(), 1u) << r.body;
+  EXPECT_THAT(r.json()["warnings"][0].get<std::string>(),
+              HasSubstr("listen.address changed to 127.0.0.1:" + moved + " in the file"));
+  // What /config shows is what is in force, and the old port still serves.
+  const std::string running = "127.0.0.1:" + std::to_string(airbag_->port());
+  EXPECT_EQ(airbag_->admin("GET", "/config").json()["listen"]["address"], running);
+  EXPECT_EQ(airbag_->admin("GET", "/config").json()["log"]["level"], "debug");
+  EXPECT_EQ(airbag_->fetch("GET", "/predict").header("x-airbag-source"), "upstream");
+  EXPECT_TRUE(airbag_->process().waitForLine("listen.address changed to", milliseconds(5000)));
+  EXPECT_TRUE(
+      airbag_->process().waitForLine("log.level is now debug (was info)", milliseconds(5000)));
 }
 
 }  // namespace

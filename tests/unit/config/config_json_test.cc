@@ -258,7 +258,8 @@ TEST(FaultFromJsonTest, UnknownKeysAtAnyLevelAreRefused) {
 }
 
 TEST(FaultFromJsonTest, BadDurationSaysWhatAGoodOneLooksLike) {
-  for (const char* body : {R"({"delay":{"duration":"2 seconds"}})", R"({"delay":{"duration":2}})"}) {
+  for (const char* body :
+       {R"({"delay":{"duration":"2 seconds"}})", R"({"delay":{"duration":2}})"}) {
     SCOPED_TRACE(body);
     auto f = faultFromJson(nlohmann::json::parse(body));
     ASSERT_FALSE(f.ok());

@@ -671,9 +671,9 @@ TEST(ConfigLoaderTest, InvalidUtf8InRespondJsonIsAnErrorAtItsByte) {
 }
 
 TEST(ConfigLoaderTest, OverlongSequenceInRouteNameIsAnError) {
-  std::vector<std::string> errors =
-      loadErrors("upstreams: {m: {url: \"http://h:1\"}}\n"
-                 "routes: [{name: \"a\xc0\xaf\", upstream: m, match: {}}]\n");
+  std::vector<std::string> errors = loadErrors(
+      "upstreams: {m: {url: \"http://h:1\"}}\n"
+      "routes: [{name: \"a\xc0\xaf\", upstream: m, match: {}}]\n");
   EXPECT_THAT(errors, ElementsAre("t.yaml:2:19: invalid UTF-8 (byte 0xC0); the configuration "
                                   "must be UTF-8 text"));
 }
@@ -715,20 +715,21 @@ TEST(ConfigLoaderTest, Utf16FileIsToldToBeUtf8) {
 }
 
 TEST(ConfigLoaderTest, ValidUtf8LoadsAndKeepsItsBytes) {
-  auto c = loadOk(std::string(kBase) +
-                  "    fallback:\n"
-                  "      - respond: {json: {msg: \"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"}}\n");
+  auto c =
+      loadOk(std::string(kBase) +
+             "    fallback:\n"
+             "      - respond: {json: {msg: \"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"}}\n");
   ASSERT_NE(c, nullptr);
   EXPECT_EQ(c->routes[0].fallback[0].respond.body,
             "{\"msg\":\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"}");
 }
 
 TEST(ConfigLoaderTest, UnknownUpstreamSuggestsByPrefixAndListsTheDefinedOnes) {
-  std::vector<std::string> errors =
-      loadErrors("upstreams:\n"
-                 "  model: {url: \"http://h:1\"}\n"
-                 "  small-model: {url: \"http://h:2\"}\n"
-                 "routes: [{name: r, upstream: smal, match: {}}]\n");
+  std::vector<std::string> errors = loadErrors(
+      "upstreams:\n"
+      "  model: {url: \"http://h:1\"}\n"
+      "  small-model: {url: \"http://h:2\"}\n"
+      "routes: [{name: r, upstream: smal, match: {}}]\n");
   EXPECT_THAT(errors, ElementsAre("t.yaml:4:30: unknown upstream 'smal' (did you mean "
                                   "'small-model'?); defined upstreams: model, small-model"));
 }
@@ -741,8 +742,8 @@ TEST(ConfigLoaderTest, TabIndentationSaysUseSpaces) {
 }
 
 TEST(ConfigLoaderTest, UnquotedIpv6AddressSaysQuoteIt) {
-  for (const std::string admin : {"admin:\n  address: [::1]:9901\n",
-                                  "admin: { address: [::1]:9901 }\n"}) {
+  for (const std::string admin :
+       {"admin:\n  address: [::1]:9901\n", "admin: { address: [::1]:9901 }\n"}) {
     SCOPED_TRACE(admin);
     std::vector<std::string> errors = loadErrors(admin + std::string(kBase));
     ASSERT_THAT(errors, SizeIs(1));
@@ -752,10 +753,10 @@ TEST(ConfigLoaderTest, UnquotedIpv6AddressSaysQuoteIt) {
 }
 
 TEST(ConfigLoaderTest, RespondWithJsonAndBodyStillReportsItsOtherErrors) {
-  std::vector<std::string> errors =
-      loadErrors(std::string(kBase) +
-                 "    fallback:\n"
-                 "      - respond: {status: 700, json: {a: .nan}, body: x, headers: {\"a b\": c}}\n");
+  std::vector<std::string> errors = loadErrors(
+      std::string(kBase) +
+      "    fallback:\n"
+      "      - respond: {status: 700, json: {a: .nan}, body: x, headers: {\"a b\": c}}\n");
   EXPECT_THAT(errors, ElementsAre("t.yaml:9:27: 'status' must be a whole number in 100..599, "
                                   "got '700'",
                                   "t.yaml:9:42: '.nan' cannot be written as JSON",

@@ -121,6 +121,7 @@ struct FakeState {
   std::atomic<int> reloads{0};
   std::mutex mu;
   absl::Status reload_result;
+  std::vector<std::string> reload_warnings;
   std::string last_circuit;
   Json last_fault;
   std::string last_purge;
@@ -139,10 +140,11 @@ AdminHooks fakeHooks(FakeState* s, std::shared_ptr<const Config> cfg) {
     s->drains++;
     s->draining = true;
   };
-  h.reload = [s] {
+  h.reload = [s]() -> absl::StatusOr<std::vector<std::string>> {
     s->reloads++;
     std::lock_guard<std::mutex> l(s->mu);
-    return s->reload_result;
+    if (!s->reload_result.ok()) return s->reload_result;
+    return s->reload_warnings;
   };
   h.circuit = [s](std::string_view route, std::string_view state) {
     std::lock_guard<std::mutex> l(s->mu);
@@ -302,7 +304,16 @@ TEST_F(AdminServerTest, DrainAndReload) {
 
   r = request(server->port(), "POST", "/reload");
   EXPECT_EQ(r.status, 200);
-  EXPECT_EQ(r.json(), (Json{{"reloaded", true}}));
+  EXPECT_EQ(r.json(), (Json{{"reloaded", true}, {"warnings", Json::array()}}));
+  {
+    std::lock_guard<std::mutex> l(state_.mu);
+    state_.reload_warnings = {
+        "listen.address changed to 127.0.0.1:1 in the file; 127.0.0.1:2 "
+        "stays in force until a restart"};
+  }
+  r = request(server->port(), "POST", "/reload");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.json()["warnings"], Json::array({state_.reload_warnings[0]}));
   {
     std::lock_guard<std::mutex> l(state_.mu);
     state_.reload_result = absl::InvalidArgumentError("airbag.yaml:3:5: unknown key \"tiemout\"");
@@ -318,7 +329,7 @@ TEST_F(AdminServerTest, DrainAndReload) {
   r = request(server->port(), "POST", "/reload");
   EXPECT_EQ(r.status, 501);
   EXPECT_EQ(r.json()["error"]["code"], "not_implemented");
-  EXPECT_EQ(state_.reloads.load(), 3);
+  EXPECT_EQ(state_.reloads.load(), 4);
 }
 
 TEST_F(AdminServerTest, UnknownPathAndWrongMethod) {
