@@ -31,6 +31,7 @@ struct EvbufferDeleter {
 };
 
 constexpr size_t kMaxBodyBytes = 1024 * 1024;
+constexpr size_t kHardBodyBytes = 8 * kMaxBodyBytes;
 constexpr size_t kMaxHeaderBytes = 64 * 1024;
 constexpr int kRequestTimeoutSeconds = 30;
 
@@ -177,6 +178,10 @@ AdminResponse AdminRouter::handle(const AdminRequest& request) const {
 AdminResponse AdminRouter::route(const AdminRequest& req) const {
   const std::string_view m = req.method;
   const std::string_view path = req.path;
+  if (req.body.size() > kMaxBodyBytes) {
+    return errorResponse(413, "body_too_large",
+                         absl::StrCat("request bodies are limited to ", kMaxBodyBytes, " bytes"));
+  }
   if ((m == "POST" || m == "PUT" || m == "DELETE") && !authorized(req.authorization)) {
     AdminResponse r = errorResponse(401, "unauthorized", "missing or wrong bearer token");
     r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"airbag-admin\"");
@@ -220,8 +225,9 @@ AdminResponse AdminRouter::route(const AdminRequest& req) const {
   if (path == "/reload") {
     if (m != "POST") return methodNotAllowed(m, "POST");
     if (!hooks_.reload) return notImplemented("reload");
-    absl::Status s = hooks_.reload();
-    if (s.ok()) return jsonResponse(200, Json{{"reloaded", true}});
+    absl::StatusOr<std::vector<std::string>> warnings = hooks_.reload();
+    if (warnings.ok()) return jsonResponse(200, Json{{"reloaded", true}, {"warnings", *warnings}});
+    const absl::Status& s = warnings.status();
     if (s.code() == absl::StatusCode::kUnimplemented) return statusResponse(s);
     // The old config stays in force; say why the new one was refused.
     return errorResponse(400, "reload_failed", std::string(s.message()));
@@ -363,9 +369,16 @@ absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::start(
   server->http_.reset(evhttp_new(server->base_.get()));
   if (!server->http_) return absl::InternalError("admin: evhttp_new failed");
   evhttp* http = server->http_.get();
+  // Every method evhttp knows reaches the router, which answers the ones a
+  // path does not take with 405 and the JSON error shape; evhttp itself would
+  // answer them with a 501 HTML page.
   evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
-                                       EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE);
-  evhttp_set_max_body_size(http, kMaxBodyBytes);
+                                       EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
+                                       EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
+  // evhttp's own refusal of a large body is an HTML page with no hook to
+  // change it, so its limit sits above ours: the router answers bodies over
+  // kMaxBodyBytes with JSON, and only bodies over kHardBodyBytes meet evhttp.
+  evhttp_set_max_body_size(http, kHardBodyBytes);
   evhttp_set_max_headers_size(http, kMaxHeaderBytes);
   evhttp_set_timeout(http, kRequestTimeoutSeconds);
   evhttp_set_gencb(http, &AdminServer::onRequestCb, server.get());
@@ -445,6 +458,18 @@ void AdminServer::onRequest(evhttp_request* req) {
       break;
     case EVHTTP_REQ_DELETE:
       method = "DELETE";
+      break;
+    case EVHTTP_REQ_OPTIONS:
+      method = "OPTIONS";
+      break;
+    case EVHTTP_REQ_TRACE:
+      method = "TRACE";
+      break;
+    case EVHTTP_REQ_CONNECT:
+      method = "CONNECT";
+      break;
+    case EVHTTP_REQ_PATCH:
+      method = "PATCH";
       break;
     default:
       method = "OTHER";

@@ -36,7 +36,9 @@ struct AdminHooks {
   std::function<bool()> listeners_up;
   std::function<bool()> draining;
   std::function<void()> drain;           // POST /drain
-  std::function<absl::Status()> reload;  // POST /reload
+  // POST /reload: the warnings of a reload that went through (restart-only
+  // settings that changed and were kept), or why the new file was refused.
+  std::function<absl::StatusOr<std::vector<std::string>>()> reload;
   // POST /routes/{name}/circuit with state "open" | "closed" | "auto".
   std::function<absl::Status(std::string_view route, std::string_view state)> circuit;
   // PUT /routes/{name}/fault with the request's JSON object.

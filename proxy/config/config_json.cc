@@ -2,7 +2,11 @@
 // YAML keys so what GET /config shows can be read against the file.
 #include "proxy/config/config_json.h"
 
+#include <algorithm>
+
 #include "absl/time/time.h"
+#include "proxy/config/str_util.h"
+#include "proxy/config/units.h"
 
 namespace airbag::config {
 namespace {
@@ -58,13 +62,19 @@ Json embedded(const std::string& text) {
   return j.is_discarded() ? Json(text) : j;
 }
 
+// In the file's own keys: the content type goes back into `headers` when it
+// is not the one `json` or `body` implies. A JSON body under another content
+// type is shown as `body`, which loads back to the same answer.
 Json respondJson(const RespondConfig& r) {
   Json out = {{"status", r.status}};
   Json headers = Json::object();
   for (const auto& [name, value] : r.headers) headers[name] = value;
+  const bool as_json = r.content_type == "application/json";
+  if (r.content_type != (as_json ? "application/json" : "text/plain")) {
+    headers["content-type"] = r.content_type;
+  }
   out["headers"] = std::move(headers);
-  out["content_type"] = r.content_type;
-  if (r.content_type == "application/json") {
+  if (as_json) {
     out["json"] = embedded(r.body);
   } else {
     out["body"] = r.body;
@@ -127,8 +137,6 @@ Json routeJson(const RouteConfig& r) {
                               {"open_for", duration(b.open_for)},
                               {"max_open_for", duration(b.max_open_for)},
                               {"half_open_calls", b.half_open_calls}};
-  } else {
-    out["circuit_breaker"] = nullptr;
   }
   if (r.cache) {
     const RouteCacheConfig& c = *r.cache;
@@ -144,8 +152,6 @@ Json routeJson(const RouteConfig& r) {
                       {"query", c.key.query}}},
                     {"max_entry_bytes", c.max_entry_bytes},
                     {"streams", c.streams}};
-  } else {
-    out["cache"] = nullptr;
   }
   if (r.validate) {
     Json checks = Json::array();
@@ -160,8 +166,6 @@ Json routeJson(const RouteConfig& r) {
       checks.push_back(std::move(check));
     }
     out["validate"] = {{"status", r.validate->status}, {"json", std::move(checks)}};
-  } else {
-    out["validate"] = nullptr;
   }
   Json fallback = Json::array();
   for (const FallbackStep& step : r.fallback) {
@@ -195,17 +199,78 @@ Json routeJson(const RouteConfig& r) {
   return out;
 }
 
+// Checks that `obj` has only `known` keys; `what` names it in the message.
+absl::Status onlyKeys(const nlohmann::json& obj, std::string_view what,
+                      const std::vector<std::string_view>& known) {
+  for (auto it = obj.begin(); it != obj.end(); ++it) {
+    if (std::find(known.begin(), known.end(), it.key()) == known.end()) {
+      return absl::InvalidArgumentError(strCat("unknown key \"", it.key(), "\" in ", what,
+                                               " (expected ", strJoin(known, ", "), ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// One part of a fault body ("delay" or "abort"): an object with `percent`
+// and `other`, nothing else. Sets *percent and returns the value of `other`,
+// or null when the part or that key is absent.
+absl::StatusOr<const nlohmann::json*> faultPart(const nlohmann::json& body, std::string_view part,
+                                                std::string_view other, double* percent) {
+  auto it = body.find(part);
+  if (it == body.end()) return nullptr;
+  if (!it->is_object()) return absl::InvalidArgumentError(strCat(part, " must be an object"));
+  if (absl::Status s = onlyKeys(*it, part, {"percent", other}); !s.ok()) return s;
+  if (auto p = it->find("percent"); p != it->end()) {
+    if (!p->is_number() || p->get<double>() < 0 || p->get<double>() > 100) {
+      return absl::InvalidArgumentError(strCat(part, ".percent must be a number from 0 to 100"));
+    }
+    *percent = p->get<double>();
+  }
+  auto o = it->find(other);
+  return o == it->end() ? nullptr : &*o;
+}
+
 }  // namespace
+
+absl::StatusOr<FaultConfig> faultFromJson(const nlohmann::json& body) {
+  if (!body.is_object()) return absl::InvalidArgumentError("body must be a JSON object");
+  if (absl::Status s = onlyKeys(body, "the fault", {"delay", "abort"}); !s.ok()) return s;
+  FaultConfig f;
+  absl::StatusOr<const nlohmann::json*> duration =
+      faultPart(body, "delay", "duration", &f.delay_percent);
+  if (!duration.ok()) return duration.status();
+  if (const nlohmann::json* d = *duration) {
+    absl::StatusOr<absl::Duration> parsed = d->is_string()
+                                                ? parseDuration(d->get<std::string>())
+                                                : absl::InvalidArgumentError("it is not a string");
+    if (!parsed.ok()) {
+      return absl::InvalidArgumentError(
+          strCat("delay.duration: ", parsed.status().message(),
+                 "; write a string such as \"200ms\", \"1.5s\" or \"1m\""));
+    }
+    f.delay = *parsed;
+  }
+  absl::StatusOr<const nlohmann::json*> status =
+      faultPart(body, "abort", "status", &f.abort_percent);
+  if (!status.ok()) return status.status();
+  if (const nlohmann::json* st = *status) {
+    if (!st->is_number_integer() || st->get<int64_t>() < 200 || st->get<int64_t>() > 599) {
+      return absl::InvalidArgumentError("abort.status must be an HTTP status from 200 to 599");
+    }
+    f.abort_status = st->get<int>();
+  }
+  return f;
+}
 
 nlohmann::json routeToJson(const RouteConfig& route) {
   // GET /routes adds live state beside the config, which is simplest on the
   // plain json type; its keys come out sorted, unlike GET /config.
-  return nlohmann::json::parse(routeJson(route).dump());
+  return nlohmann::json::parse(
+      routeJson(route).dump(-1, ' ', false, Json::error_handler_t::replace));
 }
 
 std::string toJson(const Config& config) {
   Json out;
-  out["source_path"] = config.source_path;
   const ListenConfig& l = config.listen;
   Json listen = {{"address", l.address},
                  {"workers", l.workers == 0 ? Json("auto") : Json(l.workers)}};
@@ -223,15 +288,19 @@ std::string toJson(const Config& config) {
   out["log"] = {{"level", config.log.level},
                 {"access_log", config.log.access_log},
                 {"format", config.log.format == LogFormat::kJson ? "json" : "text"}};
-  out["shedding"] =
-      config.shedding ? Json{{"max_in_flight", config.shedding->max_in_flight}} : Json(nullptr);
+  if (config.shedding) out["shedding"] = {{"max_in_flight", config.shedding->max_in_flight}};
   out["cache"] = {{"max_bytes", config.cache.max_bytes}};
   Json upstreams = Json::object();
   for (const UpstreamConfig& u : config.upstreams) {
     Json up = {{"url", u.url},
                {"connect_timeout", duration(u.connect_timeout)},
                {"max_connections", u.max_connections}};
-    if (u.tls) up["tls"] = {{"ca", u.tls->ca}, {"verify", u.tls->verify}, {"sni", u.tls->sni}};
+    if (u.tls) {
+      Json tls = {{"verify", u.tls->verify}};
+      if (!u.tls->ca.empty()) tls["ca"] = u.tls->ca;
+      if (!u.tls->sni.empty()) tls["sni"] = u.tls->sni;
+      up["tls"] = std::move(tls);
+    }
     if (u.health) {
       up["health"] = {{"path", u.health->path},
                       {"interval", duration(u.health->interval)},
@@ -243,7 +312,9 @@ std::string toJson(const Config& config) {
   Json routes = Json::array();
   for (const RouteConfig& r : config.routes) routes.push_back(routeJson(r));
   out["routes"] = std::move(routes);
-  return out.dump(2);
+  // The loader refuses text that is not UTF-8; replacing rather than throwing
+  // keeps this total even for a snapshot built some other way.
+  return out.dump(2, ' ', false, Json::error_handler_t::replace);
 }
 
 }  // namespace airbag::config

@@ -17,6 +17,7 @@
 #include "proxy/config/str_util.h"
 #include "proxy/config/units.h"
 #include "proxy/config/yaml_reader.h"
+#include "proxy/log/format.h"
 #include "re2/re2.h"
 
 namespace airbag::config {
@@ -41,8 +42,44 @@ bool isToken(std::string_view s) {
   return true;
 }
 
+// Compact JSON that never throws: bad UTF-8 is refused before parsing, and
+// would be replaced here rather than abort a load.
+template <typename Json>
+std::string compactJson(const Json& j) {
+  return j.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
 std::string durationText(absl::Duration d) {
   return d == absl::ZeroDuration() ? "0s" : absl::FormatDuration(d);
+}
+
+// A hint for the YAML syntax errors people hit most in this file's kind of
+// content, or "". `mark` is where yaml-cpp gave up.
+std::string syntaxHint(std::string_view yaml, const YAML::Mark& mark) {
+  auto line = [&](int i) -> std::string_view {
+    size_t start = 0;
+    for (int n = 0; n < i && start != std::string_view::npos; ++n) {
+      start = yaml.find('\n', start);
+      if (start != std::string_view::npos) ++start;
+    }
+    if (i < 0 || start == std::string_view::npos) return "";
+    return yaml.substr(start, yaml.find('\n', start) - start);
+  };
+  // An unquoted [::1]:9901 starts a YAML list; the parser fails a little
+  // later, on this line or the next.
+  static const LazyRE2 kIpv6 = {R"((?:^|[^'"\w])(\[[0-9A-Fa-f:.]*\]:[0-9]+))"};
+  for (int i : {mark.line, mark.line - 1}) {
+    std::string address;
+    if (RE2::PartialMatch(re2::StringPiece(line(i).data(), line(i).size()), *kIpv6, &address)) {
+      return strCat(" (quote an IPv6 address: '", address, "')");
+    }
+  }
+  const std::string_view here = line(mark.line);
+  const size_t indent_end = here.find_first_not_of(" \t");
+  if (here.substr(0, indent_end).find('\t') != std::string_view::npos) {
+    return " (indent with spaces, not tabs)";
+  }
+  return "";
 }
 
 class Loader {
@@ -85,12 +122,49 @@ class Loader {
   Config config_;
 };
 
-absl::StatusOr<std::shared_ptr<const Config>> Loader::load(std::string_view yaml) {
+// yaml-cpp passes bytes that are not UTF-8 through into scalars, where JSON
+// serialisation (respond bodies, GET /config) would later fail. Each line's
+// first bad byte is reported at its exact position, and the text to parse has
+// every bad byte replaced by '?' so the rest of the file is still checked, at
+// unchanged positions (yaml-cpp's columns count bytes).
+std::string checkUtf8(std::string_view text, Diagnostics& diag) {
+  std::string out(text);
+  YAML::Mark mark;
+  int reported_line = -1;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(text[i]);
+    if (c == '\n') {
+      ++mark.line;
+      mark.column = 0;
+      continue;
+    }
+    size_t len = c < 0x80 ? 1 : log::utf8SequenceLength(text, i);
+    if (len == 0) {
+      if (mark.line != reported_line) {
+        reported_line = mark.line;
+        const bool utf16 = i == 0 && text.size() >= 2 &&
+                           ((c == 0xff && static_cast<unsigned char>(text[1]) == 0xfe) ||
+                            (c == 0xfe && static_cast<unsigned char>(text[1]) == 0xff));
+        diag.error(mark, absl::StrFormat("invalid UTF-8 (byte 0x%02X); the configuration must be "
+                                         "UTF-8 text%s",
+                                         c, utf16 ? " (this file looks like UTF-16)" : ""));
+      }
+      out[i] = '?';
+      len = 1;
+    }
+    mark.column += static_cast<int>(len);
+    i += len - 1;
+  }
+  return out;
+}
+
+absl::StatusOr<std::shared_ptr<const Config>> Loader::load(std::string_view raw) {
+  const std::string yaml = checkUtf8(raw, diag_);
   std::vector<YAML::Node> docs;
   try {
-    docs = YAML::LoadAll(std::string(yaml));
+    docs = YAML::LoadAll(yaml);
   } catch (const YAML::Exception& e) {
-    diag_.error(e.mark, strCat("YAML syntax error: ", e.msg));
+    diag_.error(e.mark, strCat("YAML syntax error: ", e.msg, syntaxHint(yaml, e.mark)));
     return absl::InvalidArgumentError(diag_.text());
   }
   if (docs.empty() || (docs.size() == 1 && docs[0].IsNull())) {
@@ -357,8 +431,10 @@ void Loader::checkUpstreamRef(const Entry& e, const std::string& name) {
   if (config_.findUpstream(name) != nullptr) return;
   std::vector<std::string_view> names;
   for (const UpstreamConfig& u : config_.upstreams) names.push_back(u.name);
-  diag_.error(e.mark(), strCat("unknown upstream '", name, "'", didYouMean(name, names),
-                               names.empty() ? " (no upstreams are defined)" : ""));
+  diag_.error(e.mark(),
+              strCat("unknown upstream '", name, "'", didYouMean(name, names),
+                     names.empty() ? " (no upstreams are defined)"
+                                   : strCat("; defined upstreams: ", strJoin(names, ", "))));
 }
 
 void Loader::checkRegex(const YAML::Mark& mark, std::string_view key, const std::string& pattern) {
@@ -853,7 +929,7 @@ void Loader::readPredicate(const YAML::Node& node, Predicate& p) {
         // Integers keep their written form ("5000", not "5000.0").
         int64_t i = 0;
         p.value_json =
-            absl::SimpleAtoi(v.Scalar(), &i) ? std::to_string(i) : nlohmann::json(*n).dump();
+            absl::SimpleAtoi(v.Scalar(), &i) ? std::to_string(i) : compactJson(nlohmann::json(*n));
       }
       return;
     }
@@ -871,14 +947,14 @@ void Loader::readPredicate(const YAML::Node& node, Predicate& p) {
     case PredicateOp::kMatches: {
       if (auto s = read_.string(operand)) {
         checkRegex(operand->mark(), "matches", *s);
-        p.value_json = nlohmann::json(*s).dump();
+        p.value_json = compactJson(nlohmann::json(*s));
       }
       return;
     }
     default:
       break;
   }
-  if (auto j = read_.json(v)) p.value_json = j->dump();
+  if (auto j = read_.json(v)) p.value_json = compactJson(*j);
 }
 
 void Loader::readRespond(const Entry& e, RespondConfig& out) {
@@ -906,16 +982,16 @@ void Loader::readRespond(const Entry& e, RespondConfig& out) {
   }
   const Entry* json = m.find("json");
   const Entry* body = m.find("body");
-  if (json && body) {
-    diag_.error(body->key_mark, "respond takes either 'json' or 'body', not both");
-    return;
-  }
+  // Both are still read, so their own errors are reported with the conflict.
+  if (json && body) diag_.error(body->key_mark, "respond takes either 'json' or 'body', not both");
+  if (auto v = read_.string(body, true)) out.body = *v;
   if (json) {
-    if (auto j = read_.json(json->value)) out.body = j->dump();
-    out.content_type = content_type.empty() ? "application/json" : content_type;
+    if (auto j = read_.json(json->value)) out.body = compactJson(*j);
+  }
+  if (!content_type.empty()) {
+    out.content_type = content_type;
   } else {
-    if (auto v = read_.string(body, true)) out.body = *v;
-    out.content_type = content_type.empty() ? "text/plain" : content_type;
+    out.content_type = json ? "application/json" : "text/plain";
   }
 }
 

@@ -88,6 +88,16 @@ std::string_view closestMatch(std::string_view word,
       best_distance = d;
     }
   }
+  // A short form of a longer name ('smal' for 'small-model') is too far by
+  // edits but plainly meant: take the shortest name it begins.
+  if (best.empty() && word.size() >= 3) {
+    for (std::string_view c : candidates) {
+      if (c.size() > word.size() && c.substr(0, word.size()) == word &&
+          (best.empty() || c.size() < best.size())) {
+        best = c;
+      }
+    }
+  }
   return best;
 }
 

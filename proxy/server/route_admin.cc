@@ -3,7 +3,7 @@
 
 #include <string>
 
-#include "proxy/config/units.h"
+#include "proxy/config/config_json.h"
 #include "proxy/metrics/metrics.h"
 
 namespace airbag::server {
@@ -90,38 +90,9 @@ absl::Status setCircuitOverride(const pipeline::Snapshot& snap, std::string_view
 absl::Status setFault(const pipeline::Snapshot& snap, std::string_view route, const Json& fault) {
   pipeline::RouteRuntime* rt = find(snap, route);
   if (!rt) return notFound(route);
-  FaultConfig f;
-  auto percent = [](const Json& obj, double* out) -> absl::Status {
-    auto it = obj.find("percent");
-    if (it == obj.end()) return absl::OkStatus();
-    if (!it->is_number() || it->get<double>() < 0 || it->get<double>() > 100)
-      return absl::InvalidArgumentError("percent must be a number from 0 to 100");
-    *out = it->get<double>();
-    return absl::OkStatus();
-  };
-  for (auto it = fault.begin(); it != fault.end(); ++it)
-    if (it.key() != "delay" && it.key() != "abort")
-      return absl::InvalidArgumentError("unknown key \"" + it.key() + "\" (expected delay, abort)");
-  if (auto d = fault.find("delay"); d != fault.end()) {
-    if (!d->is_object()) return absl::InvalidArgumentError("delay must be an object");
-    if (absl::Status s = percent(*d, &f.delay_percent); !s.ok()) return s;
-    if (auto dur = d->find("duration"); dur != d->end()) {
-      if (!dur->is_string()) return absl::InvalidArgumentError("delay.duration must be a string such as \"200ms\"");
-      auto parsed = config::parseDuration(dur->get<std::string>());
-      if (!parsed.ok()) return absl::InvalidArgumentError("delay.duration: bad duration");
-      f.delay = *parsed;
-    }
-  }
-  if (auto a = fault.find("abort"); a != fault.end()) {
-    if (!a->is_object()) return absl::InvalidArgumentError("abort must be an object");
-    if (absl::Status s = percent(*a, &f.abort_percent); !s.ok()) return s;
-    if (auto st = a->find("status"); st != a->end()) {
-      if (!st->is_number_integer() || st->get<int>() < 200 || st->get<int>() > 599)
-        return absl::InvalidArgumentError("abort.status must be an HTTP status from 200 to 599");
-      f.abort_status = st->get<int>();
-    }
-  }
-  rt->setFaultOverride(f);
+  absl::StatusOr<FaultConfig> f = config::faultFromJson(fault);
+  if (!f.ok()) return f.status();
+  rt->setFaultOverride(*f);
   return absl::OkStatus();
 }
 

@@ -17,8 +17,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "proxy/admin/admin_server.h"
-#include "proxy/config/config_loader.h"
 #include "proxy/config/config_json.h"
+#include "proxy/config/config_loader.h"
+#include "proxy/config/restart_only.h"
 #include "proxy/log/access_log.h"
 #include "proxy/log/logging.h"
 #include "proxy/metrics/metrics.h"
@@ -81,9 +82,10 @@ class Process {
   static void graceCb(evutil_socket_t, short, void* arg);
   static void workerExitCb(evutil_socket_t, short, void* arg);
   void beginDrain(bool exit_after);
-  // Loads the config file again; on success every worker switches to it.
+  // Loads the config file again; on success every worker switches to it, and
+  // the warnings name the restart-only settings that changed and were kept.
   // Callable from the main and the admin thread.
-  absl::Status reload();
+  absl::StatusOr<std::vector<std::string>> reload();
   std::shared_ptr<const pipeline::Snapshot> snapshot() const {
     absl::MutexLock l(&snapshot_mu_);
     return snapshot_;
@@ -93,6 +95,8 @@ class Process {
   ServerOptions options_;
   std::unique_ptr<event_base, void (*)(event_base*)> base_;
   std::shared_ptr<spdlog::logger> log_;
+  // Every process logger, so a reload can apply a new log.level to all.
+  std::vector<std::shared_ptr<spdlog::logger>> loggers_;
   mutable absl::Mutex snapshot_mu_;
   std::shared_ptr<const pipeline::Snapshot> snapshot_ ABSL_GUARDED_BY(snapshot_mu_);
   absl::Mutex reload_mu_;  // one reload at a time
@@ -142,6 +146,8 @@ absl::StatusOr<int> Process::run() {
   });
   worker_exit_ = event_new(base_.get(), -1, EV_PERSIST, &Process::workerExitCb, this);
   auto worker_log = log::makeLogger("worker", config.log);
+  auto admin_log = log::makeLogger("admin", config.log);
+  loggers_ = {log_, worker_log, admin_log};
   for (int i = 0; i < workers; ++i) {
     workers_.push_back(std::make_unique<Worker>(i, fds[static_cast<size_t>(i)], *initial,
                                                 registry.addShard(), sink->get(), worker_log,
@@ -177,8 +183,7 @@ absl::StatusOr<int> Process::run() {
   // already sees the listeners up.
   for (auto& w : workers_) w->start();
   listeners_up_.store(true);
-  auto admin = admin::AdminServer::start(config.admin, hooks, registry,
-                                         log::makeLogger("admin", config.log));
+  auto admin = admin::AdminServer::start(config.admin, hooks, registry, admin_log);
   if (!admin.ok()) {
     for (auto& w : workers_) w->requestStop();
     for (auto& w : workers_) w->join();
@@ -228,7 +233,7 @@ void Process::signalCb(evutil_socket_t sig, short, void* arg) {
   self->beginDrain(/*exit_after=*/true);
 }
 
-absl::Status Process::reload() {
+absl::StatusOr<std::vector<std::string>> Process::reload() {
   absl::MutexLock serial(&reload_mu_);
   std::shared_ptr<const pipeline::Snapshot> current = snapshot();
   const std::string path = current->config->source_path;
@@ -238,15 +243,23 @@ absl::Status Process::reload() {
     registry_->recordConfigReload(false);
     return s;
   };
-  auto config = config::loadFile(path);
-  if (!config.ok()) return fail(config.status());
-  auto next = pipeline::Snapshot::build(*config, current.get());
-  if (!next.ok()) return fail(next.status());
+  auto loaded = config::loadFile(path);
+  if (!loaded.ok()) return fail(loaded.status());
   const Config& was = *current->config;
+  // The snapshot shows what is in force: restart-only settings keep their
+  // running values, and each one the file changed is named.
+  auto merged = std::make_shared<Config>(**loaded);
+  std::vector<std::string> warnings = config::keepRestartOnly(was, *merged);
+  auto next = pipeline::Snapshot::build(std::move(merged), current.get());
+  if (!next.ok()) return fail(next.status());
   const Config& now = *(*next)->config;
-  if (now.listen.address != was.listen.address || now.listen.workers != was.listen.workers ||
-      now.admin.address != was.admin.address || now.log.access_log != was.log.access_log)
-    log_->warn("reload: listen, admin and access_log changes take effect only after a restart");
+  for (const std::string& w : warnings) log_->warn("reload: {}", w);
+  if (now.log.level != was.log.level) {
+    // Said before the change, so it shows whichever way the level moves.
+    log_->info("reload: log.level is now {} (was {})", now.log.level, was.log.level);
+    auto level = log::parseLevel(now.log.level);
+    for (auto& l : loggers_) l->set_level(level.ok() ? *level : spdlog::level::info);
+  }
   {
     absl::MutexLock l(&snapshot_mu_);
     snapshot_ = *next;
@@ -254,7 +267,7 @@ absl::Status Process::reload() {
   for (auto& w : workers_) w->updateSnapshot(*next);
   registry_->recordConfigReload(true);
   log_->info("reloaded {} ({} route(s))", path, now.routes.size());
-  return absl::OkStatus();
+  return warnings;
 }
 
 void Process::beginDrain(bool exit_after) {

@@ -16,6 +16,7 @@ namespace {
 using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::SizeIs;
 using ::testing::StartsWith;
 
@@ -656,7 +657,111 @@ TEST(ConfigLoaderTest, ReportsEveryErrorSortedByPosition) {
                   "t.yaml:8:35: timeout.per_try (2s) exceeds timeout.total (1s)",
                   "t.yaml:9:5: unknown key 'retyr' in route (did you mean 'retry'?)",
                   "t.yaml:10:11: duplicate route name 'a' (first at line 5)",
-                  "t.yaml:11:15: unknown upstream 'nope'"));
+                  "t.yaml:11:15: unknown upstream 'nope'; defined upstreams: model"));
+}
+
+// Invalid UTF-8 is a config error at its exact byte (yaml-cpp passes such
+// bytes through, and JSON serialisation would throw on them later).
+TEST(ConfigLoaderTest, InvalidUtf8InRespondJsonIsAnErrorAtItsByte) {
+  std::vector<std::string> errors = loadErrors(std::string(kBase) +
+                                               "    fallback:\n"
+                                               "      - respond: {json: {msg: \"\xff\xfe\"}}\n");
+  EXPECT_THAT(errors, ElementsAre("t.yaml:9:32: invalid UTF-8 (byte 0xFF); the configuration "
+                                  "must be UTF-8 text"));
+}
+
+TEST(ConfigLoaderTest, OverlongSequenceInRouteNameIsAnError) {
+  std::vector<std::string> errors = loadErrors(
+      "upstreams: {m: {url: \"http://h:1\"}}\n"
+      "routes: [{name: \"a\xc0\xaf\", upstream: m, match: {}}]\n");
+  EXPECT_THAT(errors, ElementsAre("t.yaml:2:19: invalid UTF-8 (byte 0xC0); the configuration "
+                                  "must be UTF-8 text"));
+}
+
+TEST(ConfigLoaderTest, SequenceTruncatedAtEndOfFileIsAnError) {
+  std::vector<std::string> errors = loadErrors(std::string(kBase) +
+                                               "    fallback:\n"
+                                               "      - respond:\n"
+                                               "          body: ok\xe2\x82");
+  EXPECT_THAT(errors, ElementsAre("t.yaml:10:19: invalid UTF-8 (byte 0xE2); the configuration "
+                                  "must be UTF-8 text"));
+}
+
+TEST(ConfigLoaderTest, InvalidUtf8IsReportedWithEveryOtherError) {
+  // In a key, a header value, a predicate operand and a comment, beside an
+  // ordinary error: one error per line with bad bytes, and the others too.
+  std::vector<std::string> errors =
+      loadErrors(std::string(kBase) +
+                 "    priority: urgent\n"
+                 "    fallback:\n"
+                 "      - rules:\n"
+                 "          - name: x\n"
+                 "            when: [{pointer: /a, eq: \"\xed\xa0\x80\"}]\n"
+                 "            respond: {headers: {x-a: \"v\x80\"}, body: ok}\n"
+                 "    # \xf5 comment\n");
+  EXPECT_THAT(errors,
+              ElementsAre("t.yaml:8:15: 'priority' must be one of critical, normal, optional; "
+                          "got 'urgent'",
+                          StartsWith("t.yaml:12:39: invalid UTF-8 (byte 0xED)"),
+                          StartsWith("t.yaml:13:40: invalid UTF-8 (byte 0x80)"),
+                          StartsWith("t.yaml:14:7: invalid UTF-8 (byte 0xF5)")));
+}
+
+TEST(ConfigLoaderTest, Utf16FileIsToldToBeUtf8) {
+  std::vector<std::string> errors = loadErrors(std::string("\xff\xfeu\0p\0", 6));
+  ASSERT_THAT(errors, Not(::testing::IsEmpty()));
+  EXPECT_THAT(errors[0], StartsWith("t.yaml:1:1: invalid UTF-8 (byte 0xFF)"));
+  EXPECT_THAT(errors[0], HasSubstr("UTF-16"));
+}
+
+TEST(ConfigLoaderTest, ValidUtf8LoadsAndKeepsItsBytes) {
+  auto c =
+      loadOk(std::string(kBase) +
+             "    fallback:\n"
+             "      - respond: {json: {msg: \"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"}}\n");
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->routes[0].fallback[0].respond.body,
+            "{\"msg\":\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"}");
+}
+
+TEST(ConfigLoaderTest, UnknownUpstreamSuggestsByPrefixAndListsTheDefinedOnes) {
+  std::vector<std::string> errors = loadErrors(
+      "upstreams:\n"
+      "  model: {url: \"http://h:1\"}\n"
+      "  small-model: {url: \"http://h:2\"}\n"
+      "routes: [{name: r, upstream: smal, match: {}}]\n");
+  EXPECT_THAT(errors, ElementsAre("t.yaml:4:30: unknown upstream 'smal' (did you mean "
+                                  "'small-model'?); defined upstreams: model, small-model"));
+}
+
+TEST(ConfigLoaderTest, TabIndentationSaysUseSpaces) {
+  std::vector<std::string> errors = loadErrors(std::string(kBase) + "\tpriority: normal\n");
+  ASSERT_THAT(errors, SizeIs(1));
+  EXPECT_THAT(errors[0], StartsWith("t.yaml:8:2: YAML syntax error: "));
+  EXPECT_THAT(errors[0], HasSubstr("indent with spaces, not tabs"));
+}
+
+TEST(ConfigLoaderTest, UnquotedIpv6AddressSaysQuoteIt) {
+  for (const std::string admin :
+       {"admin:\n  address: [::1]:9901\n", "admin: { address: [::1]:9901 }\n"}) {
+    SCOPED_TRACE(admin);
+    std::vector<std::string> errors = loadErrors(admin + std::string(kBase));
+    ASSERT_THAT(errors, SizeIs(1));
+    EXPECT_THAT(errors[0], HasSubstr("YAML syntax error: "));
+    EXPECT_THAT(errors[0], HasSubstr("quote an IPv6 address: '[::1]:9901'"));
+  }
+}
+
+TEST(ConfigLoaderTest, RespondWithJsonAndBodyStillReportsItsOtherErrors) {
+  std::vector<std::string> errors = loadErrors(
+      std::string(kBase) +
+      "    fallback:\n"
+      "      - respond: {status: 700, json: {a: .nan}, body: x, headers: {\"a b\": c}}\n");
+  EXPECT_THAT(errors, ElementsAre("t.yaml:9:27: 'status' must be a whole number in 100..599, "
+                                  "got '700'",
+                                  "t.yaml:9:42: '.nan' cannot be written as JSON",
+                                  "t.yaml:9:49: respond takes either 'json' or 'body', not both",
+                                  "t.yaml:9:68: invalid header name 'a b'"));
 }
 
 TEST(ConfigLoaderTest, LoadFileReadsFromDiskAndNamesTheFile) {

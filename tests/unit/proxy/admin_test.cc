@@ -121,6 +121,7 @@ struct FakeState {
   std::atomic<int> reloads{0};
   std::mutex mu;
   absl::Status reload_result;
+  std::vector<std::string> reload_warnings;
   std::string last_circuit;
   Json last_fault;
   std::string last_purge;
@@ -139,10 +140,11 @@ AdminHooks fakeHooks(FakeState* s, std::shared_ptr<const Config> cfg) {
     s->drains++;
     s->draining = true;
   };
-  h.reload = [s] {
+  h.reload = [s]() -> absl::StatusOr<std::vector<std::string>> {
     s->reloads++;
     std::lock_guard<std::mutex> l(s->mu);
-    return s->reload_result;
+    if (!s->reload_result.ok()) return s->reload_result;
+    return s->reload_warnings;
   };
   h.circuit = [s](std::string_view route, std::string_view state) {
     std::lock_guard<std::mutex> l(s->mu);
@@ -302,7 +304,16 @@ TEST_F(AdminServerTest, DrainAndReload) {
 
   r = request(server->port(), "POST", "/reload");
   EXPECT_EQ(r.status, 200);
-  EXPECT_EQ(r.json(), (Json{{"reloaded", true}}));
+  EXPECT_EQ(r.json(), (Json{{"reloaded", true}, {"warnings", Json::array()}}));
+  {
+    std::lock_guard<std::mutex> l(state_.mu);
+    state_.reload_warnings = {
+        "listen.address changed to 127.0.0.1:1 in the file; 127.0.0.1:2 "
+        "stays in force until a restart"};
+  }
+  r = request(server->port(), "POST", "/reload");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.json()["warnings"], Json::array({state_.reload_warnings[0]}));
   {
     std::lock_guard<std::mutex> l(state_.mu);
     state_.reload_result = absl::InvalidArgumentError("airbag.yaml:3:5: unknown key \"tiemout\"");
@@ -318,7 +329,7 @@ TEST_F(AdminServerTest, DrainAndReload) {
   r = request(server->port(), "POST", "/reload");
   EXPECT_EQ(r.status, 501);
   EXPECT_EQ(r.json()["error"]["code"], "not_implemented");
-  EXPECT_EQ(state_.reloads.load(), 3);
+  EXPECT_EQ(state_.reloads.load(), 4);
 }
 
 TEST_F(AdminServerTest, UnknownPathAndWrongMethod) {
@@ -344,6 +355,56 @@ TEST_F(AdminServerTest, UnknownPathAndWrongMethod) {
 
   EXPECT_EQ(request(server->port(), "DELETE", "/routes").status, 405);
   EXPECT_EQ(request(server->port(), "GET", "/routes/predict/other").status, 404);
+}
+
+// Methods evhttp does not handle by default must still reach the router and
+// get the JSON error shape, not libevent's 501 HTML page.
+TEST_F(AdminServerTest, EveryOtherMethodOnAKnownPathIs405Json) {
+  auto server = startServer(fakeHooks(&state_, testConfig()));
+  ASSERT_NE(server, nullptr);
+  struct Case {
+    std::string method, path, allow;
+  };
+  const Case cases[] = {
+      {"PATCH", "/routes", "GET, HEAD"},
+      {"DELETE", "/routes", "GET, HEAD"},
+      {"OPTIONS", "/config", "GET, HEAD"},
+      {"TRACE", "/healthz", "GET, HEAD"},
+      {"PATCH", "/routes/predict", "GET, HEAD"},
+      {"PATCH", "/routes/predict/fault", "PUT, DELETE"},
+      {"OPTIONS", "/routes/predict/circuit", "POST"},
+      {"PATCH", "/reload", "POST"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.method + " " + c.path);
+    HttpResponse r = request(server->port(), c.method, c.path);
+    EXPECT_EQ(r.status, 405);
+    EXPECT_EQ(r.headers["content-type"], "application/json");
+    EXPECT_EQ(r.headers["allow"], c.allow);
+    EXPECT_EQ(r.json()["error"]["code"], "method_not_allowed");
+    EXPECT_THAT(r.json()["error"]["message"].get<std::string>(), HasSubstr(c.method));
+  }
+  EXPECT_EQ(state_.reloads.load(), 0);
+  HttpResponse r = request(server->port(), "PATCH", "/nope");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(r.json()["error"]["code"], "not_found");
+}
+
+TEST_F(AdminServerTest, BodyOverOneMebibyteIs413Json) {
+  auto server = startServer(fakeHooks(&state_, testConfig()));
+  ASSERT_NE(server, nullptr);
+  const std::string big(1024 * 1024 + 1, ' ');
+  HttpResponse r = request(server->port(), "POST", "/cache/purge", big);
+  EXPECT_EQ(r.status, 413);
+  EXPECT_EQ(r.headers["content-type"], "application/json");
+  EXPECT_EQ(r.json()["error"]["code"], "body_too_large");
+  {
+    std::lock_guard<std::mutex> l(state_.mu);
+    EXPECT_EQ(state_.last_purge, "");
+  }
+  // Exactly 1 MiB is still accepted.
+  r = request(server->port(), "POST", "/cache/purge", std::string(1024 * 1024, ' '));
+  EXPECT_EQ(r.status, 200);
 }
 
 TEST_F(AdminServerTest, HeadHasNoBody) {

@@ -1,0 +1,69 @@
+// Restart-only settings on reload; see restart_only.h.
+#include "proxy/config/restart_only.h"
+
+#include <optional>
+
+#include "proxy/config/str_util.h"
+
+namespace airbag::config {
+namespace {
+
+std::string workersText(int workers) { return workers == 0 ? "auto" : std::to_string(workers); }
+
+std::string formatText(LogFormat f) { return f == LogFormat::kJson ? "json" : "text"; }
+
+bool sameTls(const std::optional<ServerTlsConfig>& a, const std::optional<ServerTlsConfig>& b) {
+  if (a.has_value() != b.has_value()) return false;
+  return !a || (a->cert == b->cert && a->key == b->key);
+}
+
+// Paths to secrets are not repeated in the log or the admin answer.
+std::string hidden(std::string_view key) {
+  return strCat(key, " changed in the file; the running value stays in force until a restart");
+}
+
+std::string shown(std::string_view key, std::string_view file, std::string_view running) {
+  return strCat(key, " changed to ", file, " in the file; ", running,
+                " stays in force until a restart");
+}
+
+}  // namespace
+
+std::vector<std::string> keepRestartOnly(const Config& running, Config& next) {
+  std::vector<std::string> warnings;
+  if (next.listen.address != running.listen.address) {
+    warnings.push_back(shown("listen.address", next.listen.address, running.listen.address));
+  }
+  next.listen.address = running.listen.address;
+  next.listen.bind = running.listen.bind;
+  if (next.listen.workers != running.listen.workers) {
+    warnings.push_back(shown("listen.workers", workersText(next.listen.workers),
+                             workersText(running.listen.workers)));
+    next.listen.workers = running.listen.workers;
+  }
+  if (!sameTls(next.listen.tls, running.listen.tls)) {
+    warnings.push_back(hidden("listen.tls"));
+    next.listen.tls = running.listen.tls;
+  }
+  if (next.admin.address != running.admin.address) {
+    warnings.push_back(shown("admin.address", next.admin.address, running.admin.address));
+  }
+  next.admin.address = running.admin.address;
+  next.admin.bind = running.admin.bind;
+  if (next.admin.token_file != running.admin.token_file) {
+    warnings.push_back(hidden("admin.token_file"));
+    next.admin.token_file = running.admin.token_file;
+  }
+  if (next.log.access_log != running.log.access_log) {
+    warnings.push_back(shown("log.access_log", next.log.access_log, running.log.access_log));
+    next.log.access_log = running.log.access_log;
+  }
+  if (next.log.format != running.log.format) {
+    warnings.push_back(
+        shown("log.format", formatText(next.log.format), formatText(running.log.format)));
+    next.log.format = running.log.format;
+  }
+  return warnings;
+}
+
+}  // namespace airbag::config
