@@ -7,6 +7,7 @@
 #include "absl/time/time.h"
 #include "airbag/version.h"
 #include "proxy/config/config_loader.h"
+#include "proxy/config/config_warnings.h"
 #include "proxy/server/server.h"
 
 namespace {
@@ -73,6 +74,8 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "%s\n", std::string(config.status().message()).c_str());
       return 1;
     }
+    for (const std::string& w : airbag::config::configWarnings(**config))
+      std::fprintf(stderr, "%s\n", w.c_str());
     std::printf("%s: configuration is valid (%zu route(s), %zu upstream(s))\n", check_path.c_str(),
                 (*config)->routes.size(), (*config)->upstreams.size());
     return 0;
@@ -84,6 +87,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", std::string(config.status().message()).c_str());
     return 1;
   }
+  for (const std::string& w : airbag::config::configWarnings(**config))
+    std::fprintf(stderr, "%s\n", w.c_str());
   auto rc = airbag::server::runServer(*config, options);
   if (!rc.ok()) {
     std::fprintf(stderr, "airbag: %s\n", std::string(rc.status().message()).c_str());

@@ -23,8 +23,28 @@ case "${1:-}" in
   *) echo "quickstart.sh: unknown argument: $1" >&2; exit 2 ;;
 esac
 
-echo "Building airbag (the first run installs packages and compiles: a few minutes)..."
-"${ROOT}/scripts/setup.sh"
+echo "Installing what is missing (Debian packages; quiet)..."
+"${ROOT}/scripts/setup.sh" --deps-only
+
+# Builds only the two programs the tour runs (scripts/test.sh builds the tests and benchmarks),
+# showing cmake's progress lines; the whole log is shown only if the build fails.
+echo "Building airbag and the demo model server (a first build takes a few minutes)..."
+BUILD_LOG="$(mktemp -t airbag-quickstart-build.XXXXXX)"
+{
+  cmake -S "${ROOT}" -B "${BUILD_DIR}" -DCMAKE_BUILD_TYPE="${AIRBAG_BUILD_TYPE:-RelWithDebInfo}" &&
+    cmake --build "${BUILD_DIR}" -j "${AIRBAG_JOBS:-$(nproc)}" --target airbag demo-model-server
+  echo "$?" >"${BUILD_LOG}.status"
+} 2>&1 | tee "${BUILD_LOG}" | grep --line-buffered -E '^\[ *[0-9]+%\] (Building|Linking)' |
+  sed -u -E 's/^\[ *([0-9]+%)\] (Building|Linking) [A-Z]+ (object|executable|static library) /  \1  /' ||
+  true
+build_status="$(cat "${BUILD_LOG}.status" 2>/dev/null || echo 1)"
+rm -f "${BUILD_LOG}.status"
+if [[ ${build_status} -ne 0 ]]; then
+  tail -n 60 "${BUILD_LOG}" >&2
+  echo "quickstart.sh: the build failed; its log: ${BUILD_LOG}" >&2
+  exit 1
+fi
+rm -f "${BUILD_LOG}"
 for bin in "${AIRBAG}" "${DEMO}"; do
   [[ -x ${bin} ]] || { echo "quickstart.sh: ${bin} was not built" >&2; exit 1; }
 done

