@@ -5,8 +5,14 @@
 #include <cmath>
 #include <limits>
 
+#include "policy/stamped_counter.h"
+
 namespace airbag::policy {
 namespace {
+
+using stamped::countOf;
+using stamped::pack;
+using stamped::stampOf;
 
 constexpr int64_t kMillionths = 1000000;
 // Far above any sane reserve, and keeps the millionths well inside int64.
@@ -27,37 +33,6 @@ int64_t reserveInMillionths(double min_per_second) {
 }
 
 constexpr int64_t kUnset = std::numeric_limits<int64_t>::min();
-
-// A counter word: a 32-bit stamp (a bucket number, or a second) in the high
-// half, a count in the low half.
-uint64_t pack(int64_t stamp, uint64_t count) {
-  return (uint64_t{static_cast<uint32_t>(stamp)} << 32) | count;
-}
-uint32_t stampOf(uint64_t word) { return static_cast<uint32_t>(word >> 32); }
-uint64_t countOf(uint64_t word) { return word & 0xffffffffu; }
-
-// How many buckets `word` is older than bucket `index` (negative: newer).
-int32_t ageOf(uint64_t word, int64_t index) {
-  return static_cast<int32_t>(static_cast<uint32_t>(index) - stampOf(word));
-}
-
-// The count `word` adds to the window whose newest bucket is `index`.
-uint64_t liveCount(uint64_t word, int64_t index) {
-  return ageOf(word, index) < RetryBudget::kBuckets ? countOf(word) : 0;
-}
-
-// `word` with one more count for bucket `index`: a stale bucket starts afresh;
-// the same or a newer one (a caller behind the others) adds to what is there.
-uint64_t bumped(uint64_t word, int64_t index) {
-  if (countOf(word) == 0 || ageOf(word, index) > 0) return pack(index, 1);
-  return countOf(word) == 0xffffffffu ? word : word + 1;
-}
-
-void addOne(std::atomic<uint64_t>& counter, int64_t index) {
-  uint64_t word = counter.load(std::memory_order_relaxed);
-  while (!counter.compare_exchange_weak(word, bumped(word, index))) {
-  }
-}
 
 }  // namespace
 
@@ -113,9 +88,12 @@ RetryBudget::Position RetryBudget::advance(absl::Time now) {
 RetryBudget::Sums RetryBudget::sumWindow(int64_t index) const {
   Sums sums;
   for (const Bucket& b : buckets_) {
-    sums.requests += liveCount(b.requests.load(std::memory_order_relaxed), index);
-    sums.ratio_retries += liveCount(b.ratio_retries.load(std::memory_order_relaxed), index);
-    sums.reserve_retries += liveCount(b.reserve_retries.load(std::memory_order_relaxed), index);
+    sums.requests +=
+        stamped::liveCount(b.requests.load(std::memory_order_relaxed), index, kBuckets);
+    sums.ratio_retries +=
+        stamped::liveCount(b.ratio_retries.load(std::memory_order_relaxed), index, kBuckets);
+    sums.reserve_retries +=
+        stamped::liveCount(b.reserve_retries.load(std::memory_order_relaxed), index, kBuckets);
   }
   return sums;
 }
@@ -130,7 +108,7 @@ uint64_t RetryBudget::ratioLeft(const Sums& sums) const {
 
 void RetryBudget::recordRequest(absl::Time now) {
   const int64_t index = advance(now).index;
-  addOne(slot(index).requests, index);
+  stamped::addOne(slot(index).requests, index, kBuckets);
 }
 
 bool RetryBudget::tryAcquireRetry(absl::Time now) {
@@ -140,14 +118,15 @@ bool RetryBudget::tryAcquireRetry(absl::Time now) {
   // `seen` was read, and then the window is summed again.
   uint64_t seen = b.ratio_retries.load();
   while (ratioLeft(sumWindow(pos.index)) > 0) {
-    if (b.ratio_retries.compare_exchange_weak(seen, bumped(seen, pos.index))) return true;
+    if (b.ratio_retries.compare_exchange_weak(seen, stamped::bumped(seen, pos.index, kBuckets)))
+      return true;
   }
   // From the reserve of the current second (a later second, if another caller
   // has moved on: time does not go back).
   uint64_t word = pos.second_word;
   while (countOf(word) < reserveOf(stampOf(word))) {
     if (reserve_second_.compare_exchange_weak(word, word + 1)) {
-      addOne(b.reserve_retries, pos.index);
+      stamped::addOne(b.reserve_retries, pos.index, kBuckets);
       return true;
     }
   }

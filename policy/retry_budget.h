@@ -76,8 +76,7 @@ class RetryBudget {
   absl::Duration window() const { return window_; }
 
  private:
-  // Each word: the bucket's number (low 32 bits) in the high half, the count in
-  // the low half. A word with count 0 is empty whatever its number.
+  // Each word is a stamped counter (policy/stamped_counter.h).
   struct Bucket {
     std::atomic<uint64_t> requests{0};
     std::atomic<uint64_t> ratio_retries{0};
