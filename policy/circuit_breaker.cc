@@ -100,12 +100,14 @@ void CircuitBreaker::countConsecutive(bool success) {
   }
 }
 
-CircuitBreaker::WindowCounts CircuitBreaker::windowCounts(int64_t idx) const {
+CircuitBreaker::WindowCounts CircuitBreaker::windowCounts(int64_t idx, bool with_slow) const {
   WindowCounts c;
   for (const Bucket& b : buckets_) {
     c.calls += stamped::liveCount(b.calls.load(std::memory_order_relaxed), idx, kBuckets);
     c.failures += stamped::liveCount(b.failures.load(std::memory_order_relaxed), idx, kBuckets);
-    c.slow += stamped::liveCount(b.slow.load(std::memory_order_relaxed), idx, kBuckets);
+    if (with_slow) {
+      c.slow += stamped::liveCount(b.slow.load(std::memory_order_relaxed), idx, kBuckets);
+    }
   }
   return c;
 }
@@ -118,7 +120,9 @@ bool CircuitBreaker::isSlow(bool success, absl::Duration duration) const {
 bool CircuitBreaker::tripDue(int64_t idx) const {
   const uint32_t trip_consecutive = trip_consecutive_.load(std::memory_order_relaxed);
   if (trip_consecutive > 0 && consecutive_.load() >= trip_consecutive) return true;
-  const WindowCounts c = windowCounts(idx);
+  const double slow_call_rate = slow_call_rate_.load(std::memory_order_relaxed);
+  const bool slow_trips = slow_call_rate < 1.0;
+  const WindowCounts c = windowCounts(idx, slow_trips);
   const uint32_t minimum_calls = minimum_calls_.load(std::memory_order_relaxed);
   if (c.calls == 0 || c.calls < std::max<uint32_t>(1, minimum_calls)) return false;
   // Division (not rate * calls) so that 3 of 10 meets a configured 0.3 exactly.
@@ -127,9 +131,7 @@ bool CircuitBreaker::tripDue(int64_t idx) const {
       static_cast<double>(c.failures) / calls >= failure_rate_.load(std::memory_order_relaxed)) {
     return true;
   }
-  const double slow_call_rate = slow_call_rate_.load(std::memory_order_relaxed);
-  return slow_call_rate < 1.0 && c.slow > 0 &&
-         static_cast<double>(c.slow) / calls >= slow_call_rate;
+  return slow_trips && c.slow > 0 && static_cast<double>(c.slow) / calls >= slow_call_rate;
 }
 
 CircuitState CircuitBreaker::effective() const {
@@ -370,7 +372,7 @@ CircuitBreaker::Stats CircuitBreaker::stats(absl::Time now) const {
   advance(now);
   Stats s;
   s.state = effective();
-  const WindowCounts c = windowCounts(bucketIndex(now));
+  const WindowCounts c = windowCounts(bucketIndex(now), true);
   s.calls = c.calls;
   s.failures = c.failures;
   s.slow_calls = c.slow;

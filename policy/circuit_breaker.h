@@ -145,7 +145,9 @@ class CircuitBreaker {
   void clearWindow();
   void record(int64_t idx, bool failure, bool slow);
   void countConsecutive(bool success);
-  WindowCounts windowCounts(int64_t idx) const;
+  // Slow calls are summed only when asked: the trip check skips them while
+  // slow-call tripping is off, which is the default.
+  WindowCounts windowCounts(int64_t idx, bool with_slow) const;
   // Whether the consecutive count or the window's rates call for a trip.
   bool tripDue(int64_t idx) const;
   bool isSlow(bool success, absl::Duration duration) const;
