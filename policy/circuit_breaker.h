@@ -50,15 +50,16 @@ enum class CircuitOverride { kAuto, kForceOpen, kForceClosed };
 // published state) or open before the open duration has passed; onResult of a
 // non-probe call while closed (window buckets and the consecutive-failure count
 // are atomics; the mutex is taken only when the result makes a trip due, and the
-// trip is then confirmed under it); state(now) except when it is the first to
-// see an open breaker become half-open. Everything else (half-open rounds,
+// trip is then confirmed under it); state(now), unless the breaker is open and
+// its open duration has passed (the mutex then moves it to half-open and counts
+// the transition). Everything else (half-open rounds,
 // probes, overrides, reload, stats) runs under the mutex with the guarantees
 // above. Approximations: a caller that read "closed" just before a trip is
 // admitted as if it came before the trip (a plain call, never a probe); a
 // reload's thresholds reach the lock-free trip check field by field, so one
 // result at the moment of a reload may be judged by a mix of old and new values
 // (a missed trip is caught by the next result); results recorded while a reload
-// changes the window may land in a bucket of the old width and are dropped.
+// changes the window width may be counted against the old width or dropped.
 class CircuitBreaker {
  public:
   static constexpr int kBuckets = 20;
