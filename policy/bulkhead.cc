@@ -4,10 +4,19 @@
 #include <cassert>
 
 namespace airbag::policy {
+namespace {
 
-Bulkhead::Bulkhead(const BulkheadConfig& config) : config_(config) {}
+constexpr uint64_t kOneQueued = uint64_t{1} << 32;
 
-void Bulkhead::pushBack(BulkheadWaiter* w) {
+uint32_t inFlightOf(uint64_t counts) { return static_cast<uint32_t>(counts); }
+uint32_t queuedOf(uint64_t counts) { return static_cast<uint32_t>(counts >> 32); }
+
+}  // namespace
+
+Bulkhead::Bulkhead(const BulkheadConfig& config)
+    : max_in_flight_(config.max_in_flight), config_(config) {}
+
+uint64_t Bulkhead::pushBack(BulkheadWaiter* w) {
   w->prev_ = tail_;
   w->next_ = nullptr;
   w->queued_in_ = this;
@@ -17,7 +26,7 @@ void Bulkhead::pushBack(BulkheadWaiter* w) {
     head_ = w;
   }
   tail_ = w;
-  ++queued_;
+  return counts_.fetch_add(kOneQueued);
 }
 
 void Bulkhead::unlink(BulkheadWaiter* w) {
@@ -33,7 +42,7 @@ void Bulkhead::unlink(BulkheadWaiter* w) {
   }
   w->prev_ = w->next_ = nullptr;
   w->queued_in_ = nullptr;
-  --queued_;
+  counts_.fetch_sub(kOneQueued);
 }
 
 BulkheadWaiter* Bulkhead::popFront() {
@@ -42,31 +51,74 @@ BulkheadWaiter* Bulkhead::popFront() {
   return w;
 }
 
+bool Bulkhead::takeFreeSlot() {
+  // One CAS over both counts: a waiter queued in between makes it fail and look again.
+  uint64_t counts = counts_.load();
+  while (queuedOf(counts) == 0 &&
+         inFlightOf(counts) < max_in_flight_.load(std::memory_order_relaxed)) {
+    if (counts_.compare_exchange_weak(counts, counts + 1)) return true;
+  }
+  return false;
+}
+
+bool Bulkhead::grantWhileFree(const BulkheadWaiter* self) {
+  // Bounded: every pass takes a slot or stops.
+  bool took_self = false;
+  for (;;) {
+    BulkheadWaiter* granted = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      // With someone queued only holders of mu_ change the in-flight count.
+      if (head_ == nullptr || inFlightOf(counts_.load()) >= config_.max_in_flight) {
+        return took_self;
+      }
+      counts_.fetch_add(1);
+      granted = popFront();
+    }
+    if (granted == self) {
+      took_self = true;
+    } else {
+      granted->onGranted();
+    }
+  }
+}
+
 BulkheadAdmit Bulkhead::tryAcquire(BulkheadWaiter* w) {
-  absl::MutexLock lock(&mu_);
-  if (in_flight_ < config_.max_in_flight && head_ == nullptr) {
-    ++in_flight_;
-    return BulkheadAdmit::kAdmitted;
-  }
-  if (w != nullptr && queued_ < config_.max_queue) {
+  if (takeFreeSlot()) return BulkheadAdmit::kAdmitted;
+  {
+    absl::MutexLock lock(&mu_);
+    // The queue may have emptied, or a slot come free, since the look above.
+    if (takeFreeSlot()) return BulkheadAdmit::kAdmitted;
+    if (w == nullptr || queuedOf(counts_.load()) >= config_.max_queue) {
+      rejected_.fetch_add(1, std::memory_order_relaxed);
+      return BulkheadAdmit::kRejected;
+    }
     assert(w->queued_in_ == nullptr && "a waiter is queued in one place at a time");
-    pushBack(w);
-    return BulkheadAdmit::kQueued;
+    // A release that ran before this push, without the queue, may have freed a
+    // slot since takeFreeSlot() failed; the push itself tells.
+    if (inFlightOf(pushBack(w)) >= config_.max_in_flight) return BulkheadAdmit::kQueued;
   }
-  ++rejected_;
-  return BulkheadAdmit::kRejected;
+  return grantWhileFree(w) ? BulkheadAdmit::kAdmitted : BulkheadAdmit::kQueued;
 }
 
 void Bulkhead::release() {
+  // Nobody queued: the slot goes back with one CAS.
+  uint64_t counts = counts_.load();
+  while (queuedOf(counts) == 0) {
+    assert(inFlightOf(counts) > 0 && "release() without a slot");
+    if (inFlightOf(counts) == 0) return;
+    if (counts_.compare_exchange_weak(counts, counts - 1)) return;
+  }
   BulkheadWaiter* granted = nullptr;
   {
     absl::MutexLock lock(&mu_);
-    assert(in_flight_ > 0 && "release() without a slot");
-    if (in_flight_ == 0) return;
+    const uint32_t in_flight = inFlightOf(counts_.load());
+    assert(in_flight > 0 && "release() without a slot");
+    if (in_flight == 0) return;
     // The slot passes straight to the head of the queue, so in_flight is unchanged;
     // after a shrinking reload the excess drains first.
-    if (in_flight_ <= config_.max_in_flight) granted = popFront();
-    if (granted == nullptr) --in_flight_;
+    if (in_flight <= config_.max_in_flight) granted = popFront();
+    if (granted == nullptr) counts_.fetch_sub(1);
   }
   if (granted != nullptr) granted->onGranted();
 }
@@ -82,20 +134,10 @@ void Bulkhead::reconfigure(const BulkheadConfig& config) {
   {
     absl::MutexLock lock(&mu_);
     config_ = config;
+    max_in_flight_.store(config.max_in_flight, std::memory_order_relaxed);
   }
   // A larger limit grants waiters one at a time, each called after unlocking.
-  // Bounded: every pass takes a slot or stops.
-  for (;;) {
-    BulkheadWaiter* granted = nullptr;
-    {
-      absl::MutexLock lock(&mu_);
-      if (in_flight_ >= config_.max_in_flight) return;
-      granted = popFront();
-      if (granted == nullptr) return;
-      ++in_flight_;
-    }
-    granted->onGranted();
-  }
+  grantWhileFree(nullptr);
 }
 
 absl::Duration Bulkhead::queueTimeout() const {
@@ -104,13 +146,10 @@ absl::Duration Bulkhead::queueTimeout() const {
 }
 
 Bulkhead::Stats Bulkhead::stats() const {
-  absl::MutexLock lock(&mu_);
-  return Stats{in_flight_, queued_, rejected_};
+  const uint64_t counts = counts_.load();
+  return Stats{inFlightOf(counts), queuedOf(counts), rejected_.load(std::memory_order_relaxed)};
 }
 
-uint32_t Bulkhead::inFlight() const {
-  absl::MutexLock lock(&mu_);
-  return in_flight_;
-}
+uint32_t Bulkhead::inFlight() const { return inFlightOf(counts_.load()); }
 
 }  // namespace airbag::policy

@@ -2,6 +2,7 @@
 // calls at once, then a bounded FIFO queue; shared by every worker of the route.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 
 #include "absl/base/thread_annotations.h"
@@ -17,8 +18,9 @@ class Bulkhead;
 // allocates nothing. A waiter may be queued in one bulkhead at a time.
 class BulkheadWaiter {
  public:
-  // Called once the waiter owns a slot, from whichever thread released it and
-  // outside the bulkhead's lock. Must be quick and must not call back into the
+  // Called once the waiter owns a slot, from whichever thread passed it on (a
+  // release, a reload, or a tryAcquire that found a slot freed while it queued)
+  // and outside the bulkhead's lock. Must be quick and must not call back into the
   // same bulkhead (the proxy posts a wake-up to the waiter's own worker).
   virtual void onGranted() = 0;
 
@@ -38,7 +40,15 @@ class BulkheadWaiter {
 
 enum class BulkheadAdmit { kAdmitted, kQueued, kRejected };
 
-// Thread-safe: one mutex per bulkhead, never held while calling a waiter.
+// Thread-safe. The in-flight and queued counts share one atomic word, so the
+// fast path (a slot free and nobody queued) is a single compare-and-swap that
+// sees both at once, with no mutex; so is a release while nobody waits. The
+// mutex is taken only when the queue is involved: queueing, cancel, a release
+// while someone waits, reconfigure; it is never held while calling a waiter.
+// While anyone is queued the fast paths stand aside, so every slot then moves
+// under the mutex and goes to the queue's head. There is no overshoot:
+// in_flight never exceeds max_in_flight (except after a shrinking reload), since
+// every increment is a CAS that checks the limit.
 class Bulkhead {
  public:
   explicit Bulkhead(const BulkheadConfig& config);
@@ -74,6 +84,8 @@ class Bulkhead {
   // How long a queued caller may wait (the caller's timer).
   absl::Duration queueTimeout() const;
 
+  // Each field is read on its own, without the mutex: while calls race, the
+  // three may be from slightly different moments.
   struct Stats {
     uint32_t in_flight = 0;
     uint32_t queued = 0;
@@ -83,15 +95,27 @@ class Bulkhead {
   uint32_t inFlight() const;
 
  private:
-  void pushBack(BulkheadWaiter* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Takes a slot if one is free and nobody is queued: true when in_flight went up.
+  bool takeFreeSlot();
+  // Grants queued waiters, head first, while a slot is free. Each onGranted runs
+  // after the lock is dropped. Returns true if `self` was taken from the queue:
+  // it then owns a slot and gets no onGranted.
+  bool grantWhileFree(const BulkheadWaiter* self);
+  // Links `w` at the tail; returns the count word as it was before.
+  uint64_t pushBack(BulkheadWaiter* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   BulkheadWaiter* popFront() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void unlink(BulkheadWaiter* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  // Calls in flight in the low 32 bits, waiters queued in the high 32. The queued
+  // half changes only under mu_; the in-flight half changes without it only
+  // while the queued half is zero.
+  alignas(64) std::atomic<uint64_t> counts_{0};
+  // Read by every acquire, written only under mu_ (on reload).
+  alignas(64) std::atomic<uint32_t> max_in_flight_;
+  std::atomic<uint64_t> rejected_{0};
+
   mutable absl::Mutex mu_;
   BulkheadConfig config_ ABSL_GUARDED_BY(mu_);
-  uint32_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
-  uint32_t queued_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t rejected_ ABSL_GUARDED_BY(mu_) = 0;
   BulkheadWaiter* head_ ABSL_GUARDED_BY(mu_) = nullptr;
   BulkheadWaiter* tail_ ABSL_GUARDED_BY(mu_) = nullptr;
 };

@@ -4,10 +4,23 @@
 #include <algorithm>
 #include <limits>
 
+#include "policy/stamped_counter.h"
+
 namespace airbag::policy {
 namespace {
 
-constexpr int64_t kNoBucket = std::numeric_limits<int64_t>::min();
+constexpr int64_t kPastNs = std::numeric_limits<int64_t>::min();
+constexpr int64_t kFutureNs = std::numeric_limits<int64_t>::max();
+
+// half_open_at_ for lock-free readers: Unix nanoseconds, the infinities saturated.
+int64_t toMirror(absl::Time t) {
+  if (t == absl::InfinitePast()) return kPastNs;
+  if (t == absl::InfiniteFuture()) return kFutureNs;
+  return absl::ToUnixNanos(t);
+}
+absl::Time fromMirror(int64_t ns) {
+  return ns == kFutureNs ? absl::InfiniteFuture() : absl::FromUnixNanos(ns);
+}
 
 uint32_t probeQuota(const CircuitBreakerConfig& c) {
   return std::max<uint32_t>(1, c.half_open_calls);
@@ -32,21 +45,36 @@ std::string_view circuitStateLabel(CircuitState s) {
 }
 
 CircuitBreaker::CircuitBreaker(const CircuitBreakerConfig& config)
-    : config_(config), bucket_ns_(bucketNanosFor(config)), open_for_(config.open_for) {
+    : half_open_at_ns_(kPastNs), config_(config), open_for_(config.open_for) {
   absl::MutexLock lock(&mu_);
-  clearWindow();
+  mirrorConfig();
+}
+
+void CircuitBreaker::mirrorConfig() {
+  bucket_ns_.store(bucketNanosFor(config_), std::memory_order_relaxed);
+  slow_call_ns_.store(absl::ToInt64Nanoseconds(config_.slow_call_duration),
+                      std::memory_order_relaxed);
+  trip_consecutive_.store(config_.consecutive_failures, std::memory_order_relaxed);
+  minimum_calls_.store(config_.minimum_calls, std::memory_order_relaxed);
+  failure_rate_.store(config_.failure_rate, std::memory_order_relaxed);
+  slow_call_rate_.store(config_.slow_call_rate, std::memory_order_relaxed);
 }
 
 int64_t CircuitBreaker::bucketIndex(absl::Time now) const {
   // Plain 64-bit nanoseconds (good until 2262) keep this off the 128-bit path.
+  const int64_t bucket_ns = bucket_ns_.load(std::memory_order_relaxed);
   const int64_t ns = absl::ToInt64Nanoseconds(now - absl::UnixEpoch());
-  int64_t idx = ns / bucket_ns_;
-  if (ns % bucket_ns_ < 0) --idx;  // floor, for times before the epoch
+  int64_t idx = ns / bucket_ns;
+  if (ns % bucket_ns < 0) --idx;  // floor, for times before the epoch
   return idx;
 }
 
 void CircuitBreaker::clearWindow() {
-  for (Bucket& b : buckets_) b = Bucket{kNoBucket, 0, 0, 0};
+  for (Bucket& b : buckets_) {
+    b.calls.store(0);
+    b.failures.store(0);
+    b.slow.store(0);
+  }
 }
 
 void CircuitBreaker::record(int64_t idx, bool failure, bool slow) {
@@ -55,40 +83,55 @@ void CircuitBreaker::record(int64_t idx, bool failure, bool slow) {
   Bucket& b = buckets_[static_cast<size_t>(slot)];
   // Workers read their clocks independently, so `now` may lag another worker's;
   // a result that lands on a newer bucket is simply counted there.
-  if (b.index < idx) b = Bucket{idx, 0, 0, 0};
-  ++b.calls;
-  if (failure) ++b.failures;
-  if (slow) ++b.slow;
+  stamped::addOne(b.calls, idx, kBuckets);
+  if (failure) stamped::addOne(b.failures, idx, kBuckets);
+  if (slow) stamped::addOne(b.slow, idx, kBuckets);
 }
 
-CircuitBreaker::WindowCounts CircuitBreaker::windowCounts(int64_t idx) const {
+void CircuitBreaker::countConsecutive(bool success) {
+  if (success) {
+    // Most results succeed after a success: read first, so they write nothing.
+    if (consecutive_.load(std::memory_order_relaxed) != 0) consecutive_.store(0);
+    return;
+  }
+  uint32_t seen = consecutive_.load(std::memory_order_relaxed);
+  while (seen < std::numeric_limits<uint32_t>::max() &&
+         !consecutive_.compare_exchange_weak(seen, seen + 1)) {
+  }
+}
+
+CircuitBreaker::WindowCounts CircuitBreaker::windowCounts(int64_t idx, bool with_slow) const {
   WindowCounts c;
   for (const Bucket& b : buckets_) {
-    if (b.index == kNoBucket || b.index <= idx - kBuckets) continue;
-    c.calls += b.calls;
-    c.failures += b.failures;
-    c.slow += b.slow;
+    c.calls += stamped::liveCount(b.calls.load(std::memory_order_relaxed), idx, kBuckets);
+    c.failures += stamped::liveCount(b.failures.load(std::memory_order_relaxed), idx, kBuckets);
+    if (with_slow) {
+      c.slow += stamped::liveCount(b.slow.load(std::memory_order_relaxed), idx, kBuckets);
+    }
   }
   return c;
 }
 
 bool CircuitBreaker::isSlow(bool success, absl::Duration duration) const {
-  return success && duration > config_.slow_call_duration;
+  return success &&
+         absl::ToInt64Nanoseconds(duration) > slow_call_ns_.load(std::memory_order_relaxed);
 }
 
-bool CircuitBreaker::shouldTrip(int64_t idx) const {
-  if (config_.consecutive_failures > 0 && consecutive_ >= config_.consecutive_failures) {
-    return true;
-  }
-  const WindowCounts c = windowCounts(idx);
-  if (c.calls == 0 || c.calls < std::max<uint32_t>(1, config_.minimum_calls)) return false;
+bool CircuitBreaker::tripDue(int64_t idx) const {
+  const uint32_t trip_consecutive = trip_consecutive_.load(std::memory_order_relaxed);
+  if (trip_consecutive > 0 && consecutive_.load() >= trip_consecutive) return true;
+  const double slow_call_rate = slow_call_rate_.load(std::memory_order_relaxed);
+  const bool slow_trips = slow_call_rate < 1.0;
+  const WindowCounts c = windowCounts(idx, slow_trips);
+  const uint32_t minimum_calls = minimum_calls_.load(std::memory_order_relaxed);
+  if (c.calls == 0 || c.calls < std::max<uint32_t>(1, minimum_calls)) return false;
   // Division (not rate * calls) so that 3 of 10 meets a configured 0.3 exactly.
   const double calls = static_cast<double>(c.calls);
-  if (c.failures > 0 && static_cast<double>(c.failures) / calls >= config_.failure_rate) {
+  if (c.failures > 0 &&
+      static_cast<double>(c.failures) / calls >= failure_rate_.load(std::memory_order_relaxed)) {
     return true;
   }
-  return config_.slow_call_rate < 1.0 && c.slow > 0 &&
-         static_cast<double>(c.slow) / calls >= config_.slow_call_rate;
+  return slow_trips && c.slow > 0 && static_cast<double>(c.slow) / calls >= slow_call_rate;
 }
 
 CircuitState CircuitBreaker::effective() const {
@@ -104,6 +147,23 @@ CircuitState CircuitBreaker::effective() const {
 }
 
 void CircuitBreaker::observe() const {
+  half_open_at_ns_.store(toMirror(half_open_at_), std::memory_order_relaxed);
+  Gate gate = Gate::kClosed;
+  switch (override_) {
+    case CircuitOverride::kForceOpen:
+      gate = Gate::kForcedOpen;
+      break;
+    case CircuitOverride::kForceClosed:
+      gate = Gate::kForcedClosed;
+      break;
+    case CircuitOverride::kAuto:
+      gate = state_ == CircuitState::kOpen       ? Gate::kOpen
+             : state_ == CircuitState::kHalfOpen ? Gate::kHalfOpen
+                                                 : Gate::kClosed;
+      break;
+  }
+  // Release: a reader that sees the gate sees the half_open_at_ stored with it.
+  gate_.store(gate, std::memory_order_release);
   const CircuitState now_state = effective();
   if (now_state == last_seen_) return;
   ++transitions_[static_cast<size_t>(now_state)];
@@ -134,7 +194,7 @@ void CircuitBreaker::close() {
   endRound();
   state_ = CircuitState::kClosed;
   clearWindow();
-  consecutive_ = 0;
+  consecutive_.store(0);
   open_for_ = config_.open_for;
 }
 
@@ -142,7 +202,27 @@ absl::Duration CircuitBreaker::unknownWait() const {
   return std::max(absl::ZeroDuration(), std::min(config_.open_for, absl::Seconds(1)));
 }
 
+bool CircuitBreaker::openUntil(absl::Time now, absl::Time* at) const {
+  const int64_t at_ns = half_open_at_ns_.load(std::memory_order_relaxed);
+  if (at_ns == kPastNs) return false;
+  *at = fromMirror(at_ns);
+  return now < *at;
+}
+
 CircuitBreaker::Permit CircuitBreaker::tryAcquire(absl::Time now) {
+  switch (gate_.load(std::memory_order_acquire)) {
+    case Gate::kClosed:
+    case Gate::kForcedClosed:
+      return Permit{true, false, absl::ZeroDuration()};
+    case Gate::kOpen: {
+      absl::Time at;
+      if (openUntil(now, &at)) return Permit{false, false, at - now};
+      break;  // due for half-open: the mutex decides who moves it
+    }
+    case Gate::kHalfOpen:
+    case Gate::kForcedOpen:
+      break;
+  }
   absl::MutexLock lock(&mu_);
   switch (override_) {
     case CircuitOverride::kForceOpen:
@@ -172,16 +252,28 @@ CircuitBreaker::Permit CircuitBreaker::tryAcquire(absl::Time now) {
 }
 
 void CircuitBreaker::onResult(absl::Time now, bool success, absl::Duration duration, bool probe) {
-  absl::MutexLock lock(&mu_);
-  advance(now);
   const bool slow = isSlow(success, duration);
   const int64_t idx = bucketIndex(now);
-  record(idx, !success, slow);
-  if (success) {
-    consecutive_ = 0;
-  } else if (consecutive_ < std::numeric_limits<uint32_t>::max()) {
-    ++consecutive_;
+  const Gate gate = gate_.load(std::memory_order_acquire);
+  if (!probe && (gate == Gate::kClosed || gate == Gate::kForcedClosed)) {
+    // Closed: count without the mutex; take it only to trip, and confirm there,
+    // since another result may have tripped (or a success reset the count) first.
+    record(idx, !success, slow);
+    countConsecutive(success);
+    if (gate == Gate::kForcedClosed || !tripDue(idx)) return;
+    absl::MutexLock lock(&mu_);
+    advance(now);
+    if (override_ == CircuitOverride::kAuto && state_ == CircuitState::kClosed && tripDue(idx)) {
+      open(now, config_.open_for);
+    }
+    observe();
+    return;
   }
+
+  absl::MutexLock lock(&mu_);
+  advance(now);
+  record(idx, !success, slow);
+  countConsecutive(success);
 
   const bool automatic = override_ == CircuitOverride::kAuto;
   if (probe) {
@@ -199,7 +291,7 @@ void CircuitBreaker::onResult(absl::Time now, bool success, absl::Duration durat
       --orphans_;
     }
   }
-  if (automatic && state_ == CircuitState::kClosed && shouldTrip(idx)) {
+  if (automatic && state_ == CircuitState::kClosed && tripDue(idx)) {
     open(now, config_.open_for);
   }
   observe();
@@ -218,6 +310,20 @@ void CircuitBreaker::onAbandoned(bool probe) {
 }
 
 CircuitState CircuitBreaker::state(absl::Time now) const {
+  switch (gate_.load(std::memory_order_acquire)) {
+    case Gate::kClosed:
+    case Gate::kForcedClosed:
+      return CircuitState::kClosed;
+    case Gate::kHalfOpen:
+      return CircuitState::kHalfOpen;
+    case Gate::kForcedOpen:
+      return CircuitState::kOpen;
+    case Gate::kOpen: {
+      absl::Time at;
+      if (openUntil(now, &at)) return CircuitState::kOpen;
+      break;  // may be due for half-open, which is counted when first seen
+    }
+  }
   absl::MutexLock lock(&mu_);
   advance(now);
   return effective();
@@ -251,10 +357,8 @@ void CircuitBreaker::reconfigure(const CircuitBreakerConfig& config) {
   absl::MutexLock lock(&mu_);
   const bool window_changed = config.window != config_.window;
   config_ = config;
-  if (window_changed) {
-    bucket_ns_ = bucketNanosFor(config_);
-    clearWindow();
-  }
+  mirrorConfig();
+  if (window_changed) clearWindow();
   const absl::Duration cap = std::max(config_.max_open_for, config_.open_for);
   open_for_ = state_ == CircuitState::kClosed ? config_.open_for
                                               : std::clamp(open_for_, config_.open_for, cap);
@@ -268,11 +372,11 @@ CircuitBreaker::Stats CircuitBreaker::stats(absl::Time now) const {
   advance(now);
   Stats s;
   s.state = effective();
-  const WindowCounts c = windowCounts(bucketIndex(now));
+  const WindowCounts c = windowCounts(bucketIndex(now), true);
   s.calls = c.calls;
   s.failures = c.failures;
   s.slow_calls = c.slow;
-  s.consecutive_failures = consecutive_;
+  s.consecutive_failures = consecutive_.load();
   if (override_ == CircuitOverride::kAuto && state_ == CircuitState::kOpen) {
     s.until_half_open = std::max(absl::ZeroDuration(), half_open_at_ - now);
   }

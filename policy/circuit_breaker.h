@@ -3,6 +3,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <string_view>
 
@@ -44,8 +45,21 @@ enum class CircuitOverride { kAuto, kForceOpen, kForceClosed };
 // The window is a ring of kBuckets time buckets of window/kBuckets each; a result
 // is forgotten between window - window/kBuckets and window after it was recorded.
 //
-// Thread-safe: one mutex per breaker, held for a few dozen instructions; never
-// calls out while holding it; allocates nothing after construction.
+// Thread-safe; allocates nothing after construction and never calls out while
+// holding its mutex. Lock-free: tryAcquire while closed (one atomic load of the
+// published state) or open before the open duration has passed; onResult of a
+// non-probe call while closed (window buckets and the consecutive-failure count
+// are atomics; the mutex is taken only when the result makes a trip due, and the
+// trip is then confirmed under it); state(now), unless the breaker is open and
+// its open duration has passed (the mutex then moves it to half-open and counts
+// the transition). Everything else (half-open rounds,
+// probes, overrides, reload, stats) runs under the mutex with the guarantees
+// above. Approximations: a caller that read "closed" just before a trip is
+// admitted as if it came before the trip (a plain call, never a probe); a
+// reload's thresholds reach the lock-free trip check field by field, so one
+// result at the moment of a reload may be judged by a mix of old and new values
+// (a missed trip is caught by the next result); results recorded while a reload
+// changes the window width may be counted against the old width or dropped.
 class CircuitBreaker {
  public:
   static constexpr int kBuckets = 20;
@@ -112,30 +126,46 @@ class CircuitBreaker {
   uint64_t transitions(CircuitState to) const;
 
  private:
+  // The counters of one window bucket, each a stamped counter
+  // (policy/stamped_counter.h) tagged with the bucket's number.
   struct Bucket {
-    int64_t index = 0;  // time bucket number; counts are valid for this bucket only
-    uint32_t calls = 0;
-    uint32_t failures = 0;
-    uint32_t slow = 0;
+    std::atomic<uint64_t> calls{0};
+    std::atomic<uint64_t> failures{0};
+    std::atomic<uint64_t> slow{0};
   };
   struct WindowCounts {
     uint64_t calls = 0;
     uint64_t failures = 0;
     uint64_t slow = 0;
   };
+  // State and override together, as lock-free readers see them.
+  enum class Gate : uint8_t { kClosed, kOpen, kHalfOpen, kForcedClosed, kForcedOpen };
 
-  int64_t bucketIndex(absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void clearWindow() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void record(int64_t idx, bool failure, bool slow) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  WindowCounts windowCounts(int64_t idx) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  bool shouldTrip(int64_t idx) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  bool isSlow(bool success, absl::Duration duration) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Lock-free: these read only atomics.
+  int64_t bucketIndex(absl::Time now) const;
+  void clearWindow();
+  void record(int64_t idx, bool failure, bool slow);
+  void countConsecutive(bool success);
+  // Slow calls are summed only when asked: the trip check skips them while
+  // slow-call tripping is off, which is the default.
+  WindowCounts windowCounts(int64_t idx, bool with_slow) const;
+  // Whether the consecutive count or the window's rates call for a trip.
+  bool tripDue(int64_t idx) const;
+  bool isSlow(bool success, absl::Duration duration) const;
+  // With the published state open: true, with `at` set to when it may turn
+  // half-open, while `now` is before that; false when only the mutex can tell
+  // (the time has come, or the breaker resumes from a forced open).
+  bool openUntil(absl::Time now, absl::Time* at) const;
+  // Copies the thresholds the lock-free paths read from config_.
+  void mirrorConfig() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Moves open -> half-open when due. Const because observers (state, stats) must
   // see and count the transition too; it only touches the mutable machine fields.
   void advance(absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   CircuitState effective() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Counts a transition if the effective state moved since last observed.
+  // Publishes the state for lock-free readers, then counts a transition if the
+  // effective state moved since last observed. Every change of the state, the
+  // override or half_open_at_ ends with it, before the mutex is released.
   void observe() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void open(absl::Time now, absl::Duration for_how_long) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void close() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -143,11 +173,22 @@ class CircuitBreaker {
   void endRound() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Duration unknownWait() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  // Read by every call, written under mu_ only on a change of state or config.
+  alignas(64) mutable std::atomic<Gate> gate_{Gate::kClosed};
+  mutable std::atomic<int64_t> half_open_at_ns_;  // half_open_at_ in Unix ns (saturated)
+  std::atomic<int64_t> bucket_ns_;                // width of one window bucket
+  std::atomic<int64_t> slow_call_ns_;
+  std::atomic<uint32_t> trip_consecutive_;
+  std::atomic<uint32_t> minimum_calls_;
+  std::atomic<double> failure_rate_;
+  std::atomic<double> slow_call_rate_;
+  // Written by failures (and by a success after a failure).
+  alignas(64) std::atomic<uint32_t> consecutive_{0};
+  // Written by every result.
+  alignas(64) std::array<Bucket, kBuckets> buckets_;
+
   mutable absl::Mutex mu_;
   CircuitBreakerConfig config_ ABSL_GUARDED_BY(mu_);
-  int64_t bucket_ns_ ABSL_GUARDED_BY(mu_);  // width of one window bucket
-  std::array<Bucket, kBuckets> buckets_ ABSL_GUARDED_BY(mu_);
-  uint32_t consecutive_ ABSL_GUARDED_BY(mu_) = 0;
   CircuitOverride override_ ABSL_GUARDED_BY(mu_) = CircuitOverride::kAuto;
   absl::Duration open_for_ ABSL_GUARDED_BY(mu_);  // the current open duration
 

@@ -3,9 +3,16 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+
+#include "policy/stamped_counter.h"
 
 namespace airbag::policy {
 namespace {
+
+using stamped::countOf;
+using stamped::pack;
+using stamped::stampOf;
 
 constexpr int64_t kMillionths = 1000000;
 // Far above any sane reserve, and keeps the millionths well inside int64.
@@ -25,6 +32,8 @@ int64_t reserveInMillionths(double min_per_second) {
   return static_cast<int64_t>(std::floor(m * static_cast<double>(kMillionths)));
 }
 
+constexpr int64_t kUnset = std::numeric_limits<int64_t>::min();
+
 }  // namespace
 
 RetryBudget::RetryBudget(const RetryBudgetConfig& config, absl::Duration window)
@@ -34,7 +43,9 @@ RetryBudget::RetryBudget(const RetryBudgetConfig& config, absl::Duration window)
       ratio_(std::max(0.0, config.ratio)),
       reserve_whole_(
           static_cast<uint64_t>(reserveInMillionths(config.min_per_second) / kMillionths)),
-      reserve_millionths_(reserveInMillionths(config.min_per_second) % kMillionths) {}
+      reserve_millionths_(reserveInMillionths(config.min_per_second) % kMillionths),
+      first_second_(kUnset),
+      current_(kUnset) {}
 
 RetryBudget::Bucket& RetryBudget::slot(int64_t index) {
   return buckets_[static_cast<size_t>(((index % kBuckets) + kBuckets) % kBuckets)];
@@ -49,83 +60,89 @@ uint64_t RetryBudget::reserveOf(int64_t k) const {
                                                 ceilMillionths(reserve_millionths_ * j));
 }
 
-RetryBudget::Bucket& RetryBudget::advance(absl::Time now) {
+RetryBudget::Position RetryBudget::advance(absl::Time now) {
   // An infinite `now` has no bucket; treat it like a time that went back.
   if (now == absl::InfiniteFuture() || now == absl::InfinitePast()) {
-    if (started_) return slot(current_);
+    const int64_t current = current_.load(std::memory_order_relaxed);
+    if (current != kUnset) return {current, reserve_second_.load()};
     now = absl::UnixEpoch();
   }
-  const int64_t index = sliceIndex(now, bucket_width_);
+  int64_t index = sliceIndex(now, bucket_width_);
   const int64_t second = sliceIndex(now, absl::Seconds(1));
-  if (!started_) {
-    started_ = true;
-    current_ = index;
-    slot(index).index = index;
-    first_second_ = second_ = second;
-    second_reserve_ = reserveOf(0);
-    second_used_ = 0;
-  } else if (index > current_) {
-    // Recycle the slots of the buckets after the old newest up to the new
-    // one: at most kBuckets of them, however far time jumped.
-    const int64_t fresh = std::min<int64_t>(index - current_, kBuckets);
-    for (int64_t k = 0; k < fresh; ++k) {
-      Bucket& b = slot(index - k);
-      requests_ -= b.requests;
-      ratio_retries_ -= b.ratio_retries;
-      reserve_retries_ -= b.reserve_retries;
-      b = Bucket{index - k, 0, 0, 0};
-    }
-    current_ = index;
+  int64_t first = first_second_.load(std::memory_order_relaxed);
+  if (first == kUnset && first_second_.compare_exchange_strong(first, second)) first = second;
+  // The newest bucket only moves forward; an earlier `now` lands in it.
+  int64_t current = current_.load(std::memory_order_relaxed);
+  while (index > current && !current_.compare_exchange_weak(current, index)) {
   }
+  index = std::max(index, current);
   // The reserve does not accumulate: a new second starts from its own share.
-  if (second > second_) {
-    second_ = second;
-    second_reserve_ = reserveOf(second - first_second_);
-    second_used_ = 0;
+  const int64_t k = second - first;
+  uint64_t word = reserve_second_.load();
+  while (k > static_cast<int64_t>(stampOf(word))) {
+    if (reserve_second_.compare_exchange_weak(word, pack(k, 0))) return {index, pack(k, 0)};
   }
-  // An earlier `now` lands in the newest bucket and second: time never goes back.
-  return slot(current_);
+  return {index, word};
 }
 
-uint64_t RetryBudget::ratioLeft() const {
+RetryBudget::Sums RetryBudget::sumWindow(int64_t index) const {
+  Sums sums;
+  for (const Bucket& b : buckets_) {
+    sums.requests +=
+        stamped::liveCount(b.requests.load(std::memory_order_relaxed), index, kBuckets);
+    sums.ratio_retries +=
+        stamped::liveCount(b.ratio_retries.load(std::memory_order_relaxed), index, kBuckets);
+    sums.reserve_retries +=
+        stamped::liveCount(b.reserve_retries.load(std::memory_order_relaxed), index, kBuckets);
+  }
+  return sums;
+}
+
+uint64_t RetryBudget::ratioLeft(const Sums& sums) const {
   // Whole retries only: retries + 1 <= x holds exactly when retries + 1 <= floor(x).
-  const double allowed = std::floor(ratio_ * static_cast<double>(requests_));
-  const double left = allowed - static_cast<double>(ratio_retries_);
+  const double allowed = std::floor(ratio_ * static_cast<double>(sums.requests));
+  const double left = allowed - static_cast<double>(sums.ratio_retries);
   // The cap keeps an absurd ratio from overflowing the conversion.
   return left > 0 ? static_cast<uint64_t>(std::min(left, 1e18)) : 0;
 }
 
 void RetryBudget::recordRequest(absl::Time now) {
-  absl::MutexLock lock(&mu_);
-  ++advance(now).requests;
-  ++requests_;
+  const int64_t index = advance(now).index;
+  stamped::addOne(slot(index).requests, index, kBuckets);
 }
 
 bool RetryBudget::tryAcquireRetry(absl::Time now) {
-  absl::MutexLock lock(&mu_);
-  Bucket& b = advance(now);
-  if (ratioLeft() > 0) {
-    ++b.ratio_retries;
-    ++ratio_retries_;
-    return true;
+  const Position pos = advance(now);
+  Bucket& b = slot(pos.index);
+  // Against the ratio. The CAS fails if a retry was granted in this bucket since
+  // `seen` was read, and then the window is summed again.
+  uint64_t seen = b.ratio_retries.load();
+  while (ratioLeft(sumWindow(pos.index)) > 0) {
+    if (b.ratio_retries.compare_exchange_weak(seen, stamped::bumped(seen, pos.index, kBuckets)))
+      return true;
   }
-  if (second_used_ < second_reserve_) {
-    ++second_used_;
-    ++b.reserve_retries;
-    ++reserve_retries_;
-    return true;
+  // From the reserve of the current second (a later second, if another caller
+  // has moved on: time does not go back).
+  uint64_t word = pos.second_word;
+  while (countOf(word) < reserveOf(stampOf(word))) {
+    if (reserve_second_.compare_exchange_weak(word, word + 1)) {
+      stamped::addOne(b.reserve_retries, pos.index, kBuckets);
+      return true;
+    }
   }
   return false;
 }
 
 RetryBudget::Stats RetryBudget::stats(absl::Time now) {
-  absl::MutexLock lock(&mu_);
-  advance(now);
+  const Position pos = advance(now);
+  const Sums sums = sumWindow(pos.index);
   Stats s;
-  s.requests = requests_;
-  s.retries = ratio_retries_ + reserve_retries_;
-  s.reserve_retries = reserve_retries_;
-  s.allowed_now = static_cast<double>(ratioLeft() + (second_reserve_ - second_used_));
+  s.requests = sums.requests;
+  s.retries = sums.ratio_retries + sums.reserve_retries;
+  s.reserve_retries = sums.reserve_retries;
+  const uint64_t reserve = reserveOf(stampOf(pos.second_word));
+  const uint64_t used = countOf(pos.second_word);
+  s.allowed_now = static_cast<double>(ratioLeft(sums) + (used < reserve ? reserve - used : 0));
   return s;
 }
 

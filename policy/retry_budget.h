@@ -4,10 +4,9 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 
-#include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "airbag/config.h"
 
@@ -26,9 +25,24 @@ namespace airbag::policy {
 //     second leaves unused is lost, so over any T whole seconds the reserve
 //     grants at most ceil(m * T) retries however the time is spent.
 //  3. otherwise refuses.
-// Thread-safe: one instance is shared by all workers of a route; each call
-// holds a mutex for a few additions and never allocates. Time only moves
-// forward: a `now` before the latest one seen is treated as that latest one.
+// Thread-safe and lock-free: one instance is shared by all workers of a route.
+// Each counter of each bucket is one atomic word holding the bucket's number
+// (low 32 bits) beside its count; whoever first writes to a word whose number is
+// stale starts it afresh in the same compare-and-swap, so no reset can lose a
+// count or leak an old one. Time only moves forward: a `now` before the latest
+// one seen is treated as that latest one.
+//
+// Exact while the window stays in one bucket: a ratio grant is a CAS on the
+// current bucket's retry counter, which fails, and the window is summed again,
+// if another retry was granted meanwhile. The reserve is exact always (one CAS
+// on the current second's word). Where it is approximate: at a bucket boundary
+// a caller who summed the window just before it moved may still grant into the
+// old bucket while another grants into the new one, both against the same last
+// retry left; so the ratio may be exceeded by at most one retry per caller inside
+// tryAcquireRetry as the window moves. Likewise a request recorded as the window
+// moves may land in the bucket before the new one. A bucket untouched for 2^31
+// bucket widths (68 years with the default 1 s buckets) could be mistaken for a
+// live one.
 class RetryBudget {
  public:
   static constexpr int kBuckets = 10;
@@ -62,19 +76,30 @@ class RetryBudget {
   absl::Duration window() const { return window_; }
 
  private:
+  // Each word is a stamped counter (policy/stamped_counter.h).
   struct Bucket {
-    int64_t index = 0;  // which bucket-width slice of time since the epoch it holds
+    std::atomic<uint64_t> requests{0};
+    std::atomic<uint64_t> ratio_retries{0};
+    std::atomic<uint64_t> reserve_retries{0};
+  };
+  struct Sums {
     uint64_t requests = 0;
     uint64_t ratio_retries = 0;
     uint64_t reserve_retries = 0;
   };
+  // Where `now` falls once time is kept from going back.
+  struct Position {
+    int64_t index;         // the bucket
+    uint64_t second_word;  // reserve_second_ as seen, at this second or later
+  };
 
-  // Moves the window and the current second to `now`, dropping buckets that
-  // fell out of the window, and returns the bucket `now` falls in.
-  Bucket& advance(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  Bucket& slot(int64_t index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Whole retries the ratio still allows in the window.
-  uint64_t ratioLeft() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Moves the newest bucket and the current second forward to `now` (never back).
+  Position advance(absl::Time now);
+  Bucket& slot(int64_t index);
+  // Counts over the buckets live at `index` (and any newer one).
+  Sums sumWindow(int64_t index) const;
+  // Whole retries the ratio still allows with these counts.
+  uint64_t ratioLeft(const Sums& sums) const;
   // The reserve of the k-th second after the first one seen (k >= 0).
   uint64_t reserveOf(int64_t k) const;
 
@@ -87,17 +112,13 @@ class RetryBudget {
   const uint64_t reserve_whole_;
   const int64_t reserve_millionths_;
 
-  absl::Mutex mu_;
-  std::array<Bucket, kBuckets> buckets_ ABSL_GUARDED_BY(mu_);
-  int64_t current_ ABSL_GUARDED_BY(mu_) = 0;  // index of the newest bucket
-  bool started_ ABSL_GUARDED_BY(mu_) = false;
-  uint64_t requests_ ABSL_GUARDED_BY(mu_) = 0;  // sums over the live buckets
-  uint64_t ratio_retries_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t reserve_retries_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t first_second_ ABSL_GUARDED_BY(mu_) = 0;     // the first second seen
-  int64_t second_ ABSL_GUARDED_BY(mu_) = 0;           // the current (latest) second
-  uint64_t second_reserve_ ABSL_GUARDED_BY(mu_) = 0;  // reserveOf(second_ - first_second_)
-  uint64_t second_used_ ABSL_GUARDED_BY(mu_) = 0;     // reserve retries granted in second_
+  // Read by every call, written once a bucket or a second.
+  alignas(64) std::atomic<int64_t> first_second_;  // the first second seen, or unset
+  std::atomic<int64_t> current_;                   // the newest bucket, or unset
+  // The current second as seconds since first_second_ (high half) and the reserve
+  // retries granted in it (low half).
+  alignas(64) std::atomic<uint64_t> reserve_second_{0};
+  alignas(64) std::array<Bucket, kBuckets> buckets_;
 };
 
 }  // namespace airbag::policy

@@ -3,10 +3,9 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 
-#include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 #include "airbag/config.h"
 
 namespace airbag::policy {
@@ -26,7 +25,13 @@ namespace airbag::policy {
 // Admission here is immediate (there is no queue to take a place from), and
 // cancelling a running call would waste work the model has already started.
 //
-// Thread-safe: one mutex, a handful of instructions per call.
+// Thread-safe and lock-free: admission is a compare-and-swap loop on the total in
+// flight, so the limits are exact (no overshoot, and no refusal caused by another
+// caller's attempt, which a fetch_add-then-undo would give and which would break
+// the reserve: an optional caller backing out could make a critical one fail).
+// M is one atomic word, so a reload is seen whole. stats() reads each counter on
+// its own: while calls race, in_flight and the per-priority counts may disagree
+// by the calls in between.
 class Shedder {
  public:
   explicit Shedder(const SheddingConfig& config);
@@ -52,13 +57,12 @@ class Shedder {
   Stats stats() const;
 
  private:
-  void setLimits(uint32_t max_in_flight) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-
-  mutable absl::Mutex mu_;
-  std::array<uint32_t, 3> limits_ ABSL_GUARDED_BY(mu_) = {0, 0, 0};
-  uint32_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
-  std::array<uint32_t, 3> by_priority_ ABSL_GUARDED_BY(mu_) = {0, 0, 0};
-  std::array<uint64_t, 3> shed_ ABSL_GUARDED_BY(mu_) = {0, 0, 0};
+  // Written by every admission and release: one cache line, apart from the
+  // read-mostly limit and the shed counters.
+  alignas(64) std::atomic<uint32_t> in_flight_{0};
+  std::array<std::atomic<uint32_t>, 3> by_priority_ = {0, 0, 0};
+  alignas(64) std::atomic<uint32_t> max_in_flight_;  // M, at least 1
+  alignas(64) std::array<std::atomic<uint64_t>, 3> shed_ = {0, 0, 0};
 };
 
 }  // namespace airbag::policy

@@ -54,7 +54,7 @@ BENCHMARK_DEFINE_F(RetryBudgetBench, RequestAndRetry)(benchmark::State& state) {
     benchmark::DoNotOptimize(budget_->tryAcquireRetry(now));
   }
 }
-BENCHMARK_REGISTER_F(RetryBudgetBench, RequestAndRetry)->Threads(1)->Threads(2);
+BENCHMARK_REGISTER_F(RetryBudgetBench, RequestAndRetry)->Threads(1)->Threads(2)->UseRealTime();
 
 void BM_DecideRetry(benchmark::State& state) {
   RetryConfig config;

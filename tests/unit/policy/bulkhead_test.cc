@@ -198,48 +198,73 @@ TEST(BulkheadPropertyTest, NeverAboveLimitAndServesFifo) {
 }
 
 // A waiter that a worker thread polls, as the proxy's worker would be woken.
+// Counts its grants so that a double onGranted is seen.
 class FlagWaiter final : public BulkheadWaiter {
  public:
-  void onGranted() override { granted_.store(true, std::memory_order_release); }
-  bool granted() const { return granted_.load(std::memory_order_acquire); }
-  void reset() { granted_.store(false, std::memory_order_relaxed); }
+  void onGranted() override { grants_.fetch_add(1, std::memory_order_acq_rel); }
+  bool granted() const { return grants_.load(std::memory_order_acquire) > 0; }
+  int grants() const { return grants_.load(std::memory_order_acquire); }
+  void reset() { grants_.store(0, std::memory_order_relaxed); }
 
  private:
-  std::atomic<bool> granted_{false};
+  std::atomic<int> grants_{0};
 };
 
-// Four threads contend for three slots and a short queue, timing out (cancel)
-// some waits; the number of holders never exceeds the limit and everything balances.
-TEST(BulkheadThreadTest, FourThreadsNeverExceedTheLimit) {
-  constexpr uint32_t kMax = 3;
-  Bulkhead b(config(kMax, 2));
+// What a run of contending threads saw.
+struct ContentionResult {
+  int max_holders = 0;
+  int stuck = 0;           // waits that never ended
+  int64_t queued = 0;      // kQueued answers
+  int64_t granted = 0;     // of those, granted (onGranted seen)
+  int64_t cancelled = 0;   // of those, cancel() returned true
+  int64_t bad_grants = 0;  // episodes with onGranted other than exactly once, or after a cancel
+};
+
+// `threads` threads each make `iterations` tryAcquire calls on `b` with their own
+// waiter. A queued caller polls up to `patience` times (picked at random up to
+// max_patience; a negative max_patience waits for the grant however long it takes),
+// then cancels as a queue timeout would. A slot is held for up to two yields.
+ContentionResult contend(Bulkhead& b, int threads, int iterations, uint32_t seed,
+                         int max_patience) {
   std::atomic<int> holders{0};
   std::atomic<int> max_holders{0};
   std::atomic<int> stuck{0};
-  std::atomic<int64_t> granted_after_queue{0};
+  std::atomic<int64_t> queued{0}, granted{0}, cancelled{0}, bad_grants{0};
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  auto hold = [&] {
+  auto hold = [&](std::mt19937& rng) {
     const int now_holding = holders.fetch_add(1) + 1;
     int seen = max_holders.load();
     while (now_holding > seen && !max_holders.compare_exchange_weak(seen, now_holding)) {
     }
+    // Hold the slot a little now and then, so that callers do queue.
+    for (uint32_t k = rng() % 4; k > 1; --k) std::this_thread::yield();
     holders.fetch_sub(1);
     b.release();
   };
-  std::vector<std::thread> threads;
-  for (int t = 0; t < 4; ++t) {
-    threads.emplace_back([&, t] {
-      std::mt19937 rng(7 + t);
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      std::mt19937 rng(seed + static_cast<uint32_t>(t));
       FlagWaiter w;
-      for (int i = 0; i < 20000; ++i) {
+      for (int i = 0; i < iterations; ++i) {
         w.reset();
         const BulkheadAdmit a = b.tryAcquire(&w);
         if (a == BulkheadAdmit::kRejected) continue;
+        if (a == BulkheadAdmit::kAdmitted && w.grants() != 0) bad_grants.fetch_add(1);
         if (a == BulkheadAdmit::kQueued) {
+          queued.fetch_add(1);
           // Poll a bounded number of times, then give up as a queue timeout would.
-          const int patience = std::uniform_int_distribution<int>(0, 200)(rng);
-          for (int k = 0; k < patience && !w.granted(); ++k) std::this_thread::yield();
-          if (!w.granted() && b.cancel(&w)) continue;
+          const int patience =
+              max_patience < 0 ? -1 : std::uniform_int_distribution<int>(0, max_patience)(rng);
+          for (int k = 0; patience < 0 || k < patience; ++k) {
+            if (w.granted() || std::chrono::steady_clock::now() > deadline) break;
+            std::this_thread::yield();
+          }
+          if (!w.granted() && b.cancel(&w)) {
+            cancelled.fetch_add(1);
+            if (w.grants() != 0) bad_grants.fetch_add(1);
+            continue;
+          }
           // Granted (or granted while cancelling): wait for the hand-off to land.
           while (!w.granted()) {
             if (std::chrono::steady_clock::now() > deadline) {
@@ -248,15 +273,70 @@ TEST(BulkheadThreadTest, FourThreadsNeverExceedTheLimit) {
             }
             std::this_thread::yield();
           }
-          granted_after_queue.fetch_add(1);
+          granted.fetch_add(1);
+          if (w.grants() != 1) bad_grants.fetch_add(1);
         }
-        hold();
+        hold(rng);
       }
     });
   }
-  for (std::thread& th : threads) th.join();
-  EXPECT_EQ(stuck.load(), 0);
-  EXPECT_LE(max_holders.load(), static_cast<int>(kMax));
+  for (std::thread& th : workers) th.join();
+  return ContentionResult{max_holders.load(), stuck.load(),     queued.load(),
+                          granted.load(),     cancelled.load(), bad_grants.load()};
+}
+
+// Four threads contend for three slots and a short queue, timing out (cancel)
+// some waits; the number of holders never exceeds the limit and everything balances.
+TEST(BulkheadThreadTest, FourThreadsNeverExceedTheLimit) {
+  constexpr uint32_t kMax = 3;
+  Bulkhead b(config(kMax, 2));
+  const ContentionResult r = contend(b, 4, 20000, 7, 200);
+  EXPECT_EQ(r.stuck, 0);
+  EXPECT_LE(r.max_holders, static_cast<int>(kMax));
+  const Bulkhead::Stats s = b.stats();
+  EXPECT_EQ(s.in_flight, 0u);
+  EXPECT_EQ(s.queued, 0u);
+}
+
+// The fast path (no mutex) races the queue: with one slot, a long queue and
+// waiters that never give up, a slot lost between a release and a waiter being
+// queued would leave a waiter stuck. Every queued waiter is granted exactly once.
+TEST(BulkheadThreadTest, NoWaiterOrSlotIsLostWhenNobodyCancels) {
+  for (uint32_t max : {1u, 2u}) {
+    SCOPED_TRACE(testing::Message() << "max_in_flight " << max);
+    Bulkhead b(config(max, 8));
+    const ContentionResult r = contend(b, 4, 20000, 50 + max, -1);
+    EXPECT_EQ(r.stuck, 0);
+    EXPECT_LE(r.max_holders, static_cast<int>(max));
+    EXPECT_EQ(r.granted, r.queued);
+    EXPECT_EQ(r.cancelled, 0);
+    EXPECT_EQ(r.bad_grants, 0);
+    EXPECT_GT(r.queued, 0) << "the run did contend";
+    const Bulkhead::Stats s = b.stats();
+    EXPECT_EQ(s.in_flight, 0u);
+    EXPECT_EQ(s.queued, 0u);
+  }
+}
+
+// Waits time out while a fifth thread reloads the limit between 1 and 4: holders
+// never exceed the larger limit, each queued waiter ends granted or cancelled
+// exactly once, and every slot comes back.
+TEST(BulkheadThreadTest, ReloadsAndCancelsLoseNothing) {
+  Bulkhead b(config(1, 3));
+  std::atomic<bool> done{false};
+  std::thread reloader([&] {
+    for (uint32_t i = 0; !done.load(); ++i) {
+      b.reconfigure(config(i % 2 == 0 ? 4 : 1, 3));
+      std::this_thread::yield();
+    }
+  });
+  const ContentionResult r = contend(b, 4, 20000, 90, 50);
+  done.store(true);
+  reloader.join();
+  EXPECT_EQ(r.stuck, 0);
+  EXPECT_LE(r.max_holders, 4);
+  EXPECT_EQ(r.granted + r.cancelled, r.queued);
+  EXPECT_EQ(r.bad_grants, 0);
   const Bulkhead::Stats s = b.stats();
   EXPECT_EQ(s.in_flight, 0u);
   EXPECT_EQ(s.queued, 0u);

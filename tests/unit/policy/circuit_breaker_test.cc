@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <deque>
+#include <functional>
 #include <random>
 #include <string>
 #include <thread>
@@ -83,7 +84,6 @@ struct Case {
 
 // Names the case in test output instead of dumping its bytes.
 void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
-
 
 CircuitBreakerConfig with(void (*edit)(CircuitBreakerConfig&)) {
   CircuitBreakerConfig c = baseConfig();
@@ -482,6 +482,105 @@ TEST(CircuitBreakerThreadTest, FourThreadsKeepProbeQuota) {
   EXPECT_LE(breaker.transitions(CircuitState::kClosed),
             breaker.transitions(CircuitState::kHalfOpen));
   EXPECT_LE(breaker.transitions(CircuitState::kHalfOpen), breaker.transitions(CircuitState::kOpen));
+}
+
+// Runs `threads` threads at once, each calling body(thread) once.
+void race(int threads, const std::function<void(int)>& body) {
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) workers.emplace_back([&body, t] { body(t); });
+  for (std::thread& th : workers) th.join();
+}
+
+// Closed-state results are counted without the mutex: none may be lost, and a
+// failure rate under the threshold must never trip however the threads race.
+TEST(CircuitBreakerThreadTest, ClosedStateCountsEveryResultAndTripsOnlyWhenDue) {
+  CircuitBreakerConfig c = baseConfig();
+  c.consecutive_failures = 0;
+  c.minimum_calls = 50;
+  c.failure_rate = 0.5;
+  CircuitBreaker breaker(c);
+  constexpr int kPerThread = 20000;
+  // One failure in four: under the rate, so the breaker stays closed.
+  race(4, [&](int t) {
+    for (int i = 0; i < kPerThread; ++i) {
+      const absl::Time now = kStart + absl::Microseconds(i);  // one bucket
+      ASSERT_TRUE(breaker.tryAcquire(now).allowed);
+      breaker.onResult(now, (i + t) % 4 != 0, Milliseconds(1), false);
+    }
+  });
+  CircuitBreaker::Stats s = breaker.stats(kStart + absl::Microseconds(kPerThread));
+  EXPECT_EQ(s.state, CircuitState::kClosed);
+  EXPECT_EQ(s.calls, 4u * kPerThread);
+  EXPECT_EQ(s.failures, static_cast<uint64_t>(kPerThread));
+  EXPECT_EQ(breaker.transitions(CircuitState::kOpen), 0u);
+  // Now only failures: the rate crosses the threshold and the breaker trips, once.
+  race(4, [&](int) {
+    for (int i = 0; i < kPerThread; ++i) {
+      const absl::Time now = kStart + absl::Milliseconds(30);
+      const CircuitBreaker::Permit p = breaker.tryAcquire(now);
+      if (p.allowed) breaker.onResult(now, false, Milliseconds(1), false);
+    }
+  });
+  s = breaker.stats(kStart + absl::Milliseconds(30));
+  EXPECT_EQ(s.state, CircuitState::kOpen);
+  EXPECT_EQ(breaker.transitions(CircuitState::kOpen), 1u);
+  EXPECT_GE(2 * s.failures, s.calls);
+}
+
+// Round after round, the breaker is tripped by racing failures, then many
+// threads race for the half-open probes at the same instant: exactly
+// half_open_calls are admitted, a failed round doubles the open duration up to
+// its cap, and a round of successes closes the breaker.
+TEST(CircuitBreakerThreadTest, RacingThreadsGetExactlyTheProbeQuota) {
+  CircuitBreakerConfig c = baseConfig();
+  c.half_open_calls = 3;
+  c.consecutive_failures = 4;
+  c.open_for = Seconds(1);
+  c.max_open_for = Seconds(4);
+  CircuitBreaker breaker(c);
+  absl::Time now = kStart;
+  for (int round = 0; round < 40; ++round) {
+    SCOPED_TRACE(testing::Message() << "round " << round);
+    // Trip from closed (lock-free counting) or reopen from a failed round.
+    if (breaker.state(now) == CircuitState::kClosed) {
+      race(4, [&](int) {
+        for (int i = 0; i < 8; ++i) {
+          const CircuitBreaker::Permit p = breaker.tryAcquire(now);
+          if (p.allowed) breaker.onResult(now, false, Milliseconds(1), p.probe);
+        }
+      });
+      ASSERT_EQ(breaker.state(now), CircuitState::kOpen) << "consecutive failures trip";
+    }
+    const absl::Duration open_for = breaker.stats(now).current_open_for;
+    now += open_for;
+    std::atomic<int> probes{0};
+    std::atomic<int> refused{0};
+    race(4, [&](int) {
+      for (int i = 0; i < 50; ++i) {
+        const CircuitBreaker::Permit p = breaker.tryAcquire(now);
+        if (p.allowed) {
+          ASSERT_TRUE(p.probe);
+          probes.fetch_add(1);
+        } else {
+          refused.fetch_add(1);
+        }
+      }
+    });
+    ASSERT_EQ(probes.load(), 3);
+    ASSERT_EQ(refused.load(), 4 * 50 - 3);
+    ASSERT_EQ(breaker.stats(now).probes_in_flight, 3u);
+    const bool fail_round = round % 3 != 2;
+    race(3, [&](int t) { breaker.onResult(now, !(fail_round && t == 1), Milliseconds(1), true); });
+    if (fail_round) {
+      ASSERT_EQ(breaker.state(now), CircuitState::kOpen);
+      ASSERT_EQ(breaker.stats(now).current_open_for, std::min(open_for * 2, Seconds(4)));
+    } else {
+      ASSERT_EQ(breaker.state(now), CircuitState::kClosed);
+      ASSERT_EQ(breaker.stats(now).current_open_for, Seconds(1));
+    }
+    ASSERT_EQ(breaker.stats(now).probes_in_flight, 0u);
+  }
+  EXPECT_EQ(breaker.transitions(CircuitState::kHalfOpen), 40u);
 }
 
 }  // namespace

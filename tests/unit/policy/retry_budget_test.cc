@@ -464,5 +464,64 @@ TEST(RetryBudgetTest, ConcurrentBurstTakesExactlyTheSecondsReserve) {
   EXPECT_EQ(budget.stats(kStart).reserve_retries, 7u);
 }
 
+// Runs `threads` threads at once, each calling body(thread, i) for i < iterations.
+void race(int threads, int iterations, const std::function<void(int, int)>& body) {
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&body, t, iterations] {
+      for (int i = 0; i < iterations; ++i) body(t, i);
+    });
+  }
+  for (auto& th : workers) th.join();
+}
+
+// Threads record requests and take retries while the window moves under them:
+// each phase spans 300 ms and the threads go through it at different speeds, so
+// they cross bucket boundaries at different moments and some run behind the
+// newest bucket. After every phase the window holds no more ratio retries than
+// the ratio allows plus the documented overshoot, one per other racing caller.
+TEST(RetryBudgetTest, ConcurrentUseAcrossBucketsStaysWithinTheBound) {
+  RetryBudget budget(budgetConfig(0.25, 0));
+  constexpr int kThreads = 4;
+  constexpr int kPerPhase = 150;
+  std::atomic<uint64_t> granted{0};
+  absl::Time phase_start = kStart + absl::Milliseconds(870);
+  for (int phase = 0; phase < 200; ++phase) {
+    race(kThreads, kPerPhase, [&](int t, int i) {
+      // Thread t covers the phase in (t + 1) / kThreads of it, then stays at its end.
+      const int64_t us = std::min<int64_t>(300000, int64_t{i} * 2000 * kThreads / (t + 1));
+      const absl::Time now = phase_start + absl::Microseconds(us);
+      budget.recordRequest(now);
+      if (budget.tryAcquireRetry(now)) granted.fetch_add(1, std::memory_order_relaxed);
+    });
+    phase_start += absl::Milliseconds(300);
+    const RetryBudget::Stats s = budget.stats(phase_start);
+    ASSERT_LE(s.retries,
+              static_cast<uint64_t>(0.25 * static_cast<double>(s.requests)) + (kThreads - 1))
+        << "phase " << phase << ", requests " << s.requests;
+    ASSERT_EQ(s.reserve_retries, 0u);
+  }
+  EXPECT_GT(granted.load(), 0u);
+}
+
+// Threads race through four seconds at different speeds, some behind the
+// others: the reserve is one CAS per grant on the current second, so however
+// they interleave the seconds never give more than their shares together.
+TEST(RetryBudgetTest, ConcurrentReserveNeverExceedsItsRate) {
+  for (double m : {7.0, 2.5}) {
+    SCOPED_TRACE(testing::Message() << "min_per_second " << m);
+    RetryBudget budget(budgetConfig(0, m));
+    std::atomic<int64_t> granted{0};
+    race(4, 4000, [&](int t, int i) {
+      const absl::Time now = kStart + absl::Microseconds(int64_t{i} * (t + 1) * 250);
+      if (budget.tryAcquireRetry(std::min(now, kStart + absl::Milliseconds(3999)))) {
+        granted.fetch_add(1);
+      }
+    });
+    // Seconds 0..3, every one reached by at least one thread with calls to spare.
+    EXPECT_EQ(granted.load(), static_cast<int64_t>(std::ceil(m * 4)));
+  }
+}
+
 }  // namespace
 }  // namespace airbag::policy

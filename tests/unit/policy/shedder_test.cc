@@ -4,6 +4,7 @@
 
 #include <array>
 #include <atomic>
+#include <functional>
 #include <random>
 #include <thread>
 #include <vector>
@@ -123,6 +124,37 @@ TEST(ShedderPropertyTest, AdmitsExactlyByThePlainRule) {
   }
 }
 
+// Keeps in `max` the largest value seen by any thread.
+void raiseTo(std::atomic<int>& max, int value) {
+  int seen = max.load();
+  while (value > seen && !max.compare_exchange_weak(seen, value)) {
+  }
+}
+
+// Four threads (seeds seed..seed+3) each make `iterations` admissions with random
+// priorities, calling hold(p, rng) between admit and release; returns the refusals.
+uint64_t admitAndRelease(Shedder& s, int iterations, uint32_t seed,
+                         const std::function<void(Priority, std::mt19937&)>& hold) {
+  std::atomic<uint64_t> refused{0};
+  std::vector<std::thread> threads;
+  for (uint32_t t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937 rng(seed + t);
+      for (int i = 0; i < iterations; ++i) {
+        const Priority p = static_cast<Priority>(rng() % 3);
+        if (!s.tryAdmit(p)) {
+          refused.fetch_add(1);
+          continue;
+        }
+        hold(p, rng);
+        s.release(p);
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  return refused.load();
+}
+
 // Four threads admit and release with random priorities; the total never exceeds
 // the limit and every admission is released.
 TEST(ShedderThreadTest, FourThreadsStayWithinTheLimit) {
@@ -132,40 +164,51 @@ TEST(ShedderThreadTest, FourThreadsStayWithinTheLimit) {
   std::atomic<int> max_seen{0};
   std::atomic<int> optional_in_flight{0};
   std::atomic<int> optional_max{0};
-  std::atomic<uint64_t> refused{0};
-  constexpr int kIterations = 50000;
-  std::vector<std::thread> threads;
-  for (int t = 0; t < 4; ++t) {
-    threads.emplace_back([&, t] {
-      std::mt19937 rng(11 + t);
-      for (int i = 0; i < kIterations; ++i) {
-        const Priority p = static_cast<Priority>(rng() % 3);
-        if (!s.tryAdmit(p)) {
-          refused.fetch_add(1);
-          continue;
-        }
-        const int now_in = in_flight.fetch_add(1) + 1;
-        int seen = max_seen.load();
-        while (now_in > seen && !max_seen.compare_exchange_weak(seen, now_in)) {
-        }
-        if (p == Priority::kOptional) {
-          const int opt = optional_in_flight.fetch_add(1) + 1;
-          int os = optional_max.load();
-          while (opt > os && !optional_max.compare_exchange_weak(os, opt)) {
-          }
-          optional_in_flight.fetch_sub(1);
-        }
-        in_flight.fetch_sub(1);
-        s.release(p);
-      }
-    });
-  }
-  for (std::thread& th : threads) th.join();
+  const uint64_t refused = admitAndRelease(s, 50000, 11, [&](Priority p, std::mt19937&) {
+    raiseTo(max_seen, in_flight.fetch_add(1) + 1);
+    if (p == Priority::kOptional) {
+      raiseTo(optional_max, optional_in_flight.fetch_add(1) + 1);
+      optional_in_flight.fetch_sub(1);
+    }
+    in_flight.fetch_sub(1);
+  });
   const Shedder::Stats st = s.stats();
   EXPECT_LE(max_seen.load(), static_cast<int>(kMax));
   EXPECT_LE(optional_max.load(), static_cast<int>(s.limit(Priority::kOptional)));
   EXPECT_EQ(st.in_flight, 0u);
-  EXPECT_EQ(st.shed[0] + st.shed[1] + st.shed[2], refused.load());
+  EXPECT_EQ(st.shed[0] + st.shed[1] + st.shed[2], refused);
+}
+
+// Four threads admit and release while a fifth reloads max_in_flight back and
+// forth: the admissions never exceed the larger limit, and every counter,
+// per priority too, is back to zero at the end.
+TEST(ShedderThreadTest, ReloadsRacingAdmissionsLoseNothing) {
+  constexpr uint32_t kSmall = 4;
+  constexpr uint32_t kLarge = 9;
+  Shedder s(SheddingConfig{kSmall});
+  std::atomic<int> in_flight{0};
+  std::atomic<int> max_seen{0};
+  std::atomic<bool> done{false};
+  std::thread reloader([&] {
+    for (uint32_t i = 0; !done.load(); ++i) {
+      s.reconfigure(SheddingConfig{i % 2 == 0 ? kLarge : kSmall});
+      std::this_thread::yield();
+    }
+  });
+  const uint64_t refused = admitAndRelease(s, 30000, 31, [&](Priority, std::mt19937& rng) {
+    raiseTo(max_seen, in_flight.fetch_add(1) + 1);
+    if (rng() % 4 == 0) std::this_thread::yield();
+    in_flight.fetch_sub(1);
+  });
+  done.store(true);
+  reloader.join();
+  const Shedder::Stats st = s.stats();
+  EXPECT_LE(max_seen.load(), static_cast<int>(kLarge));
+  EXPECT_EQ(st.in_flight, 0u);
+  EXPECT_EQ(st.in_flight_by_priority, (std::array<uint32_t, 3>{0, 0, 0}));
+  EXPECT_EQ(st.shed[0] + st.shed[1] + st.shed[2], refused);
+  const uint32_t last = s.limit(Priority::kCritical);
+  EXPECT_TRUE(last == kSmall || last == kLarge) << last;
 }
 
 }  // namespace
