@@ -74,12 +74,9 @@ bool Bulkhead::grantWhileFree(const BulkheadWaiter* self) {
       }
       counts_.fetch_add(1);
       granted = popFront();
+      if (granted != self) granted->onGranted();  // under the lock, as in release()
     }
-    if (granted == self) {
-      took_self = true;
-    } else {
-      granted->onGranted();
-    }
+    if (granted == self) took_self = true;
   }
 }
 
@@ -119,8 +116,9 @@ void Bulkhead::release() {
     // after a shrinking reload the excess drains first.
     if (in_flight <= config_.max_in_flight) granted = popFront();
     if (granted == nullptr) counts_.fetch_sub(1);
+    // Under the lock: once cancel() returns, no grant is in progress.
+    if (granted != nullptr) granted->onGranted();
   }
-  if (granted != nullptr) granted->onGranted();
 }
 
 bool Bulkhead::cancel(BulkheadWaiter* w) {
@@ -136,7 +134,7 @@ void Bulkhead::reconfigure(const BulkheadConfig& config) {
     config_ = config;
     max_in_flight_.store(config.max_in_flight, std::memory_order_relaxed);
   }
-  // A larger limit grants waiters one at a time, each called after unlocking.
+  // A larger limit grants waiters one at a time.
   grantWhileFree(nullptr);
 }
 

@@ -19,9 +19,11 @@ class Bulkhead;
 class BulkheadWaiter {
  public:
   // Called once the waiter owns a slot, from whichever thread passed it on (a
-  // release, a reload, or a tryAcquire that found a slot freed while it queued)
-  // and outside the bulkhead's lock. Must be quick and must not call back into the
-  // same bulkhead (the proxy posts a wake-up to the waiter's own worker).
+  // release, a reload, or a tryAcquire that found a slot freed while it queued),
+  // with the bulkhead's lock held. Must be quick and must not call back into the
+  // same bulkhead (the proxy posts a wake-up to the waiter's own worker). Because
+  // the lock is held, once cancel() has returned no call to the waiter is
+  // running, and the waiter may be destroyed.
   virtual void onGranted() = 0;
 
  protected:
@@ -67,13 +69,12 @@ class Bulkhead {
   BulkheadAdmit tryAcquire(BulkheadWaiter* w);
 
   // Gives a slot back. If someone waits, the slot passes to the first waiter,
-  // whose onGranted() runs on this thread after the lock is dropped.
+  // whose onGranted() runs on this thread under the lock.
   void release();
 
   // Takes `w` out of the queue (queue timeout, client gone). True if it was still
   // queued: no slot, no onGranted. False if it was already granted: the caller
-  // owns a slot and must release() it; onGranted has run or is running on the
-  // releasing thread, so `w` must stay valid until that call has returned.
+  // owns a slot and must release() it; onGranted has already run.
   bool cancel(BulkheadWaiter* w);
 
   // Takes new limits on hot reload, keeping the calls in flight and the queue.
@@ -98,7 +99,7 @@ class Bulkhead {
   // Takes a slot if one is free and nobody is queued: true when in_flight went up.
   bool takeFreeSlot();
   // Grants queued waiters, head first, while a slot is free. Each onGranted runs
-  // after the lock is dropped. Returns true if `self` was taken from the queue:
+  // under the lock. Returns true if `self` was taken from the queue:
   // it then owns a slot and gets no onGranted.
   bool grantWhileFree(const BulkheadWaiter* self);
   // Links `w` at the tail; returns the count word as it was before.

@@ -305,7 +305,7 @@ TEST(BulkheadThreadTest, NoWaiterOrSlotIsLostWhenNobodyCancels) {
   for (uint32_t max : {1u, 2u}) {
     SCOPED_TRACE(testing::Message() << "max_in_flight " << max);
     Bulkhead b(config(max, 8));
-    const ContentionResult r = contend(b, 4, 20000, 50 + max, -1);
+    const ContentionResult r = contend(b, 4, 3000, 50 + max, -1);
     EXPECT_EQ(r.stuck, 0);
     EXPECT_LE(r.max_holders, static_cast<int>(max));
     EXPECT_EQ(r.granted, r.queued);
@@ -342,5 +342,50 @@ TEST(BulkheadThreadTest, ReloadsAndCancelsLoseNothing) {
   EXPECT_EQ(s.queued, 0u);
 }
 
+// A waiter that gives up while another thread releases a slot: when cancel()
+// says the slot was granted, the grant's callback has finished (the proxy
+// then frees the waiter at once); when it says the waiter left, no callback
+// ever comes.
+class SlowCountingWaiter final : public BulkheadWaiter {
+ public:
+  void onGranted() override {
+    entered.store(true);
+    for (int i = 0; i < 200; ++i) spin.fetch_add(1, std::memory_order_relaxed);
+    calls.fetch_add(1);
+  }
+  std::atomic<bool> entered{false};
+  std::atomic<int> spin{0};
+  std::atomic<int> calls{0};
+};
+
+TEST(BulkheadTest, CancelRacingAGrantNeverSeesTheGrantInProgress) {
+  for (int round = 0; round < 2000; ++round) {
+    Bulkhead b(config(1, 1));
+    ASSERT_EQ(b.tryAcquire(nullptr), BulkheadAdmit::kAdmitted);
+    SlowCountingWaiter w;
+    ASSERT_EQ(b.tryAcquire(&w), BulkheadAdmit::kQueued);
+    std::atomic<bool> go{false};
+    std::thread releaser([&] {
+      while (!go.load()) {
+      }
+      b.release();
+    });
+    go.store(true);
+    bool left = b.cancel(&w);
+    int calls_at_return = w.calls.load();
+    releaser.join();
+    if (left) {
+      EXPECT_EQ(calls_at_return, 0);
+      EXPECT_EQ(w.calls.load(), 0);
+      EXPECT_EQ(b.inFlight(), 0u);
+    } else {
+      EXPECT_EQ(calls_at_return, 1) << "granted, but the callback had not finished";
+      b.release();  // the granted slot is the caller's to give back
+      EXPECT_EQ(b.inFlight(), 0u);
+    }
+  }
+}
+
 }  // namespace
+
 }  // namespace airbag::policy
