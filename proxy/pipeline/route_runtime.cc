@@ -4,18 +4,17 @@
 namespace airbag::pipeline {
 
 RouteRuntime::RouteRuntime(const RouteConfig& route, const RouteRuntime* previous)
-    : name_(route.name), budget_config_(route.retry.budget) {
+    : name_(route.name),
+      budget_config_(route.retry.budget),
+      bulkhead_config_(route.bulkhead),
+      breaker_config_(route.circuit_breaker) {
   if (previous) {
     // The budget's allowance depends on its config; a changed one starts afresh.
     if (previous->budget_config_.ratio == budget_config_.ratio &&
         previous->budget_config_.min_per_second == budget_config_.min_per_second)
       budget_ = previous->budget_;
     bulkhead_ = previous->bulkhead_;
-    bulkhead_->reconfigure(route.bulkhead);
-    if (route.circuit_breaker && previous->breaker_) {
-      breaker_ = previous->breaker_;
-      breaker_->reconfigure(*route.circuit_breaker);
-    }
+    if (route.circuit_breaker && previous->breaker_) breaker_ = previous->breaker_;
     fault_mu_ = previous->fault_mu_;
     fault_override_ = previous->fault_override_;
   }
@@ -34,10 +33,7 @@ RouteRuntime::RouteRuntime(const RouteConfig& route, const RouteRuntime* previou
           if (previous->fallback_names_[i] == step.upstream && previous->fallback_breakers_[i])
             b = previous->fallback_breakers_[i];
       }
-      if (b)
-        b->reconfigure(*route.circuit_breaker);
-      else
-        b = std::make_shared<policy::CircuitBreaker>(*route.circuit_breaker);
+      if (!b) b = std::make_shared<policy::CircuitBreaker>(*route.circuit_breaker);
     }
     fallback_names_.push_back(is_upstream ? step.upstream : std::string());
     fallback_breakers_.push_back(std::move(b));
@@ -45,6 +41,18 @@ RouteRuntime::RouteRuntime(const RouteConfig& route, const RouteRuntime* previou
   if (!fault_mu_) {
     fault_mu_ = std::make_shared<absl::Mutex>();
     fault_override_ = std::make_shared<std::optional<FaultConfig>>();
+  }
+}
+
+void RouteRuntime::commit() const {
+  // Carried-over objects take the new settings only now, once the whole new
+  // snapshot was built; fresh ones already have them, and reconfiguring
+  // them again changes nothing.
+  bulkhead_->reconfigure(bulkhead_config_);
+  if (breaker_config_) {
+    breaker_->reconfigure(*breaker_config_);
+    for (const auto& b : fallback_breakers_)
+      if (b) b->reconfigure(*breaker_config_);
   }
 }
 

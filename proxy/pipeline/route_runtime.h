@@ -2,8 +2,10 @@
 // circuit breaker and bulkhead (each internally synchronised, so a route
 // trips once, not once per worker), plus runtime fault settings. It lives
 // beside the immutable snapshot, keyed by route name; on reload a route
-// whose name is unchanged keeps the same policy objects (reconfigured in
-// place), so its breaker, bulkhead and budget state carry over.
+// whose name is unchanged keeps the same policy objects, so its breaker,
+// bulkhead and budget state carry over. Building a new RouteRuntime changes
+// nothing that is live: the carried-over objects take the new settings in
+// commit(), once the whole new snapshot has been built.
 #pragma once
 
 #include <array>
@@ -29,6 +31,8 @@ class RouteRuntime {
   RouteRuntime(const RouteConfig& route, const RouteRuntime* previous);
 
   const std::string& name() const { return name_; }
+  // Applies this route's settings to the policy objects it carried over.
+  void commit() const;
   policy::RetryBudget& budget() { return *budget_; }
   policy::Bulkhead& bulkhead() { return *bulkhead_; }
   // Null when the route has no circuit_breaker.
@@ -55,6 +59,8 @@ class RouteRuntime {
  private:
   const std::string name_;
   RetryBudgetConfig budget_config_;
+  BulkheadConfig bulkhead_config_;
+  std::optional<CircuitBreakerConfig> breaker_config_;
   std::shared_ptr<policy::RetryBudget> budget_;
   std::shared_ptr<policy::Bulkhead> bulkhead_;
   std::shared_ptr<policy::CircuitBreaker> breaker_;

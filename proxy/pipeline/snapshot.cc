@@ -121,21 +121,23 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> Snapshot::build(
     }
     snap->fallbacks.push_back(std::move(f));
   }
-  if (previous && previous->cache) {
+  if (previous && previous->cache)
     snap->cache = previous->cache;  // cached answers survive a reload
-    snap->cache->setMaxBytes(config->cache.max_bytes);
-  } else {
+  else
     snap->cache = std::make_shared<policy::CacheStore>(config->cache.max_bytes);
-  }
   if (config->shedding) {
-    if (previous && previous->shedder) {
+    if (previous && previous->shedder)
       snap->shedder = previous->shedder;  // in-flight counts carry over
-      snap->shedder->reconfigure(*config->shedding);
-    } else {
+    else
       snap->shedder = std::make_shared<policy::Shedder>(*config->shedding);
-    }
   }
   return std::shared_ptr<const Snapshot>(std::move(snap));
+}
+
+void Snapshot::commit() const {
+  for (const auto& r : runtimes) r->commit();
+  cache->setMaxBytes(config->cache.max_bytes);
+  if (shedder) shedder->reconfigure(*config->shedding);
 }
 
 RouteRuntime* Snapshot::runtime(std::string_view name) const {

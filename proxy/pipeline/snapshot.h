@@ -73,8 +73,15 @@ struct Snapshot {
   // Builds the runtime form. Resolves upstream host names (blocking: call
   // this on the main thread, never on a worker loop). With `previous` (the
   // snapshot being replaced on reload), same-named routes keep their state.
+  // Building changes nothing that is live, so a failure leaves the running
+  // snapshot untouched; commit() then applies the new settings to the state
+  // carried over, before the snapshot is handed to the workers.
   static absl::StatusOr<std::shared_ptr<const Snapshot>> build(std::shared_ptr<const Config> config,
                                                                const Snapshot* previous = nullptr);
+
+  // Applies this snapshot's settings to the breakers, bulkheads, shedder and
+  // cache cap it carried over. Call once, after build() succeeded.
+  void commit() const;
 
   // The runtime state of the route named `name`, or null.
   RouteRuntime* runtime(std::string_view name) const;

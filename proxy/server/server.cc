@@ -116,6 +116,7 @@ absl::StatusOr<int> Process::run() {
   if (!sink.ok()) return sink.status();
   auto initial = pipeline::Snapshot::build(config_);
   if (!initial.ok()) return initial.status();
+  (*initial)->commit();
 
   int workers = config.listen.workers > 0 ? config.listen.workers
                                           : static_cast<int>(std::thread::hardware_concurrency());
@@ -250,8 +251,10 @@ absl::StatusOr<std::vector<std::string>> Process::reload() {
   // running values, and each one the file changed is named.
   auto merged = std::make_shared<Config>(**loaded);
   std::vector<std::string> warnings = config::keepRestartOnly(was, *merged);
+  // Built completely first; only then is anything live touched.
   auto next = pipeline::Snapshot::build(std::move(merged), current.get());
   if (!next.ok()) return fail(next.status());
+  (*next)->commit();
   const Config& now = *(*next)->config;
   for (const std::string& w : warnings) log_->warn("reload: {}", w);
   if (now.log.level != was.log.level) {

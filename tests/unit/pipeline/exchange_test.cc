@@ -73,6 +73,7 @@ class ExchangeTest : public ::testing::Test {
     ASSERT_TRUE(config.ok()) << config.status();
     auto snapshot = Snapshot::build(*config, ctx_.snapshot.get());
     ASSERT_TRUE(snapshot.ok()) << snapshot.status();
+    (*snapshot)->commit();
     ctx_.snapshot = *snapshot;
     ctx_.upstreams = {&model_, &small_};
   }
