@@ -52,38 +52,22 @@ void appendDouble(std::string& out, double v) {
   out.append(buf, r.ptr);
 }
 
-void appendEscapedLabelValue(std::string& out, std::string_view v) {
+// The exposition format escapes backslash and newline everywhere, and the
+// double quote inside label values only (HELP text keeps it as it is).
+void appendEscaped(std::string& out, std::string_view v, bool label_value) {
   for (char c : v) {
-    switch (c) {
-      case '\\':
-        out += "\\\\";
-        break;
-      case '"':
-        out += "\\\"";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      default:
-        out += c;
-    }
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '\n')
+      out += "\\n";
+    else if (c == '"' && label_value)
+      out += "\\\"";
+    else
+      out += c;
   }
 }
-
-void appendEscapedHelp(std::string& out, std::string_view v) {
-  for (char c : v) {
-    switch (c) {
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      default:
-        out += c;
-    }
-  }
-}
+void appendEscapedLabelValue(std::string& out, std::string_view v) { appendEscaped(out, v, true); }
+void appendEscapedHelp(std::string& out, std::string_view v) { appendEscaped(out, v, false); }
 
 using LabelTuple = std::array<std::string, kMaxLabels>;
 
