@@ -183,6 +183,30 @@ void WorkerMetrics::withCell(FamilyId id, MetricType type, const LabelValues& la
   if (Cell* c = cell(id, type, labels)) fn(c);
 }
 
+WorkerMetrics::CounterHandle WorkerMetrics::counter(FamilyId id, const LabelValues& labels) {
+  CounterHandle h;
+  if (!shared_) h.cell_ = cell(id, MetricType::kCounter, labels);
+  return h;
+}
+
+WorkerMetrics::HistogramHandle WorkerMetrics::histogram(FamilyId id, const LabelValues& labels) {
+  HistogramHandle h;
+  if (!shared_) h.cell_ = cell(id, MetricType::kHistogram, labels);
+  return h;
+}
+
+void WorkerMetrics::CounterHandle::inc(uint64_t delta) const {
+  if (cell_) addRelaxed(cell_->count, delta);
+}
+
+void WorkerMetrics::HistogramHandle::observe(double value) const {
+  if (!cell_) return;
+  size_t i = std::lower_bound(cell_->bounds, cell_->bounds + cell_->num_bounds, value) -
+             cell_->bounds;
+  addRelaxed(cell_->buckets[i], uint64_t{1});
+  addRelaxed(cell_->value, value);
+}
+
 void WorkerMetrics::incCounter(FamilyId id, const LabelValues& labels, uint64_t delta) {
   withCell(id, MetricType::kCounter, labels, [delta](Cell* c) { addRelaxed(c->count, delta); });
 }
@@ -198,9 +222,9 @@ void WorkerMetrics::setGauge(FamilyId id, const LabelValues& labels, double valu
 
 void WorkerMetrics::observe(FamilyId id, const LabelValues& labels, double value) {
   withCell(id, MetricType::kHistogram, labels, [value](Cell* c) {
-    size_t i = std::lower_bound(c->bounds, c->bounds + c->num_bounds, value) - c->bounds;
-    addRelaxed(c->buckets[i], uint64_t{1});
-    addRelaxed(c->value, value);
+    HistogramHandle h;
+    h.cell_ = c;
+    h.observe(value);
   });
 }
 
@@ -224,7 +248,12 @@ void WorkerMetrics::upstreamConnectionOpened(std::string_view upstream) {
 }
 
 void WorkerMetrics::addInFlight(int delta) {
-  addGauge(registry_->families().requests_in_flight, {}, delta);
+  if (shared_) {
+    addGauge(registry_->families().requests_in_flight, {}, delta);
+    return;
+  }
+  if (!in_flight_) in_flight_ = cell(registry_->families().requests_in_flight, MetricType::kGauge, {});
+  if (in_flight_) addRelaxed(in_flight_->value, static_cast<double>(delta));
 }
 
 void WorkerMetrics::clientConnectionOpened() {

@@ -107,10 +107,34 @@ class WorkerMetrics {
 
   const Families& families() const;
 
+  struct Cell;
+  // A label set resolved once, for the hot path: recording through a handle
+  // hashes nothing. From a worker's own shard only (its writer thread); valid
+  // as long as the shard. A default handle records nothing.
+  class CounterHandle {
+   public:
+    void inc(uint64_t delta = 1) const;
+    bool valid() const { return cell_ != nullptr; }
+
+   private:
+    friend class WorkerMetrics;
+    Cell* cell_ = nullptr;
+  };
+  class HistogramHandle {
+   public:
+    void observe(double value) const;
+    bool valid() const { return cell_ != nullptr; }
+
+   private:
+    friend class WorkerMetrics;
+    Cell* cell_ = nullptr;
+  };
+  CounterHandle counter(FamilyId id, const LabelValues& labels);
+  HistogramHandle histogram(FamilyId id, const LabelValues& labels);
+
  private:
   friend class Registry;
 
-  struct Cell;
   struct LabelKey {
     std::array<std::string, kMaxLabels> values;
   };
@@ -141,6 +165,7 @@ class WorkerMetrics {
 
   const Registry* const registry_;
   const bool shared_;  // true: written by many threads, every call locks
+  Cell* in_flight_ = nullptr;  // airbag_requests_in_flight, resolved once (worker shards)
   // A std::mutex rather than absl::Mutex so ThreadSanitizer, which cannot see
   // into the system's uninstrumented abseil, checks this protocol too.
   mutable std::mutex mu_;

@@ -133,6 +133,7 @@ void Exchange::route(absl::Time now) {
   r_.route_index = static_cast<size_t>(idx);
   r_.route = &snap.config->routes[r_.route_index];
   r_.runtime = snap.runtimes[r_.route_index].get();
+  if (ctx_.metrics) r_.metrics = &ctx_.routeMetrics(r_.runtime);
   std::optional<absl::Duration> budget;
   if (r_.budget_header) {
     budget = policy::parseClientBudgetMs(*r_.budget_header);
@@ -508,7 +509,8 @@ void Exchange::replyLocal(int status, std::string_view code, std::string_view me
 }
 
 void Exchange::recordAttempt(AttemptOutcome outcome) {
-  if (ctx_.metrics) ctx_.metrics->recordAttempt(r_.route->name, r_.try_upstream->name, outcome);
+  if (ctx_.metrics)
+    r_.metrics->attempt(*ctx_.metrics, r_.route->name, r_.try_upstream->name, outcome);
 }
 
 void Exchange::setSource(AnswerSource source, std::string_view detail) {
@@ -523,7 +525,10 @@ void Exchange::setSource(AnswerSource source, std::string_view detail) {
 void Exchange::record(int status, absl::Time now) {
   std::string_view route_name = r_.route ? std::string_view(r_.route->name) : std::string_view();
   if (ctx_.metrics) {
-    ctx_.metrics->recordRequest(route_name, source_label_, status, now - r_.start);
+    if (r_.metrics)
+      r_.metrics->request(*ctx_.metrics, route_name, source_label_, status, now - r_.start);
+    else
+      ctx_.metrics->recordRequest(route_name, source_label_, status, now - r_.start);
     ctx_.metrics->addInFlight(-1);
   }
   if (ctx_.access_log) {

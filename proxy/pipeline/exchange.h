@@ -110,6 +110,7 @@ class Exchange final : private UpstreamTry::Owner,
     size_t route_index = 0;
     const RouteConfig* route = nullptr;
     RouteRuntime* runtime = nullptr;
+    RouteMetrics* metrics = nullptr;  // this worker's cells for the route (with ctx.metrics)
     std::optional<std::string_view> budget_header;      // x-airbag-timeout-ms
     std::optional<std::string_view> connection_header;  // Connection
     bool request_id_generated = false;

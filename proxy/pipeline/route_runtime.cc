@@ -15,8 +15,7 @@ RouteRuntime::RouteRuntime(const RouteConfig& route, const RouteRuntime* previou
       budget_ = previous->budget_;
     bulkhead_ = previous->bulkhead_;
     if (route.circuit_breaker && previous->breaker_) breaker_ = previous->breaker_;
-    fault_mu_ = previous->fault_mu_;
-    fault_override_ = previous->fault_override_;
+    fault_ = previous->fault_;
   }
   if (!budget_) budget_ = std::make_shared<policy::RetryBudget>(route.retry.budget);
   if (!bulkhead_) bulkhead_ = std::make_shared<policy::Bulkhead>(route.bulkhead);
@@ -38,10 +37,7 @@ RouteRuntime::RouteRuntime(const RouteConfig& route, const RouteRuntime* previou
     fallback_names_.push_back(is_upstream ? step.upstream : std::string());
     fallback_breakers_.push_back(std::move(b));
   }
-  if (!fault_mu_) {
-    fault_mu_ = std::make_shared<absl::Mutex>();
-    fault_override_ = std::make_shared<std::optional<FaultConfig>>();
-  }
+  if (!fault_) fault_ = std::make_shared<FaultState>();
 }
 
 void RouteRuntime::commit() const {
@@ -57,13 +53,16 @@ void RouteRuntime::commit() const {
 }
 
 std::optional<FaultConfig> RouteRuntime::faultOverride() const {
-  absl::MutexLock l(fault_mu_.get());
-  return *fault_override_;
+  // Almost always unset: then one load, no lock on the request path.
+  if (!fault_->set.load(std::memory_order_acquire)) return std::nullopt;
+  absl::MutexLock l(&fault_->mu);
+  return fault_->override;
 }
 
 void RouteRuntime::setFaultOverride(std::optional<FaultConfig> f) {
-  absl::MutexLock l(fault_mu_.get());
-  *fault_override_ = std::move(f);
+  absl::MutexLock l(&fault_->mu);
+  fault_->set.store(f.has_value(), std::memory_order_release);
+  fault_->override = std::move(f);
 }
 
 }  // namespace airbag::pipeline

@@ -67,8 +67,13 @@ class RouteRuntime {
   std::vector<std::string> fallback_names_;  // upstream of each fallback step ("" if none)
   std::vector<std::shared_ptr<policy::CircuitBreaker>> fallback_breakers_;
   std::array<std::atomic<uint64_t>, 4> lookups_{};
-  std::shared_ptr<absl::Mutex> fault_mu_;  // shared with successors, like the override
-  std::shared_ptr<std::optional<FaultConfig>> fault_override_;
+  // Shared with the same-named route of later snapshots.
+  struct FaultState {
+    absl::Mutex mu;
+    std::optional<FaultConfig> override ABSL_GUARDED_BY(mu);
+    std::atomic<bool> set{false};  // override.has_value(), readable without mu
+  };
+  std::shared_ptr<FaultState> fault_;
 };
 
 }  // namespace airbag::pipeline

@@ -12,11 +12,13 @@
 #include <memory>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/random/random.h"
 #include "absl/time/time.h"
 #include "airbag/dispatcher.h"
 #include "airbag/upstream_client.h"
 #include "proxy/pipeline/inbox.h"
+#include "proxy/pipeline/route_metrics.h"
 #include "proxy/pipeline/snapshot.h"
 
 namespace spdlog {
@@ -52,6 +54,15 @@ struct WorkerContext {
   absl::InsecureBitGen rng;
   bool draining = false;
   std::list<std::unique_ptr<BackgroundTask>> background;
+  // This worker's metric cells per route, by the route's runtime (which a
+  // reload keeps for a route whose name is unchanged).
+  absl::flat_hash_map<const RouteRuntime*, std::unique_ptr<RouteMetrics>> route_metrics;
+
+  RouteMetrics& routeMetrics(const RouteRuntime* r) {
+    std::unique_ptr<RouteMetrics>& m = route_metrics[r];
+    if (!m) m = std::make_unique<RouteMetrics>();
+    return *m;
+  }
 
   // The current time, exact (from the dispatcher's clock).
   absl::Time now() const { return dispatcher->now(); }
