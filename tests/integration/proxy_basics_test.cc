@@ -1,5 +1,7 @@
 // Integration: routing, header handling, request limits and pipelining of the
 // real airbag binary in front of the demo model server.
+#include <cmath>
+#include <optional>
 #include <string>
 
 #include "gmock/gmock.h"
@@ -55,8 +57,13 @@ class ProxyBasicsTest : public ::testing::Test {
     return n.ok() ? *n : -1;
   }
 
-  // The metric sample line's value, or -1 when absent.
-  double metric(const std::string& sample) { return airbag_->metric(sample).value_or(-1); }
+  // The metric sample line's value; a missing sample fails the test (and
+  // reads as NaN, which equals nothing).
+  double metric(const std::string& sample) {
+    std::optional<double> v = airbag_->metric(sample);
+    EXPECT_TRUE(v.has_value()) << sample << " is missing from /metrics";
+    return v.value_or(std::nan(""));
+  }
 
   std::unique_ptr<DemoServer> demo_;
   std::unique_ptr<AirbagProcess> airbag_;

@@ -3,6 +3,7 @@
 // front of a misbehaving demo model server.
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <string>
 #include <thread>
 #include <vector>
@@ -68,9 +69,12 @@ routes:
     bulkhead: { max_in_flight: 4, max_queue: 4, queue_timeout: 300ms }
 )";
 
-// A sample's value, 0 when the exposition has no such line yet.
+// A sample's value; a missing sample fails the test (and reads as NaN, which
+// equals nothing).
 double metricValue(const std::string& text, const std::string& sample) {
-  return metricSample(text, sample).value_or(0);
+  std::optional<double> v = metricSample(text, sample);
+  EXPECT_TRUE(v.has_value()) << sample << " is missing from /metrics";
+  return v.value_or(std::nan(""));
 }
 
 class ResilienceTest : public ::testing::Test {
@@ -86,7 +90,8 @@ class ResilienceTest : public ::testing::Test {
 
   double metric(const std::string& sample) {
     auto text = airbag_->metrics();
-    return text.ok() ? metricValue(*text, sample) : -1;
+    EXPECT_TRUE(text.ok()) << text.status();
+    return text.ok() ? metricValue(*text, sample) : std::nan("");
   }
 
   std::unique_ptr<DemoServer> demo_;
