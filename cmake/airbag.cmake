@@ -18,10 +18,12 @@ function(airbag_library name)
   endif()
 endfunction()
 
-# airbag_tests(DEPS dep... [ENV k=v...]): one GoogleTest executable per
-# *_test.cc in the current folder, registered with ctest.
+# airbag_tests(DEPS dep... [DEFS d...] [TIMEOUT s] [LONG name...]): one
+# GoogleTest executable per *_test.cc in the current folder, registered with
+# ctest. The executables named in LONG run for a fixed time: ctest starts them
+# first, so they overlap with the many short ones instead of ending the run.
 function(airbag_tests)
-  cmake_parse_arguments(ARG "" "TIMEOUT" "DEPS;DEFS" ${ARGN})
+  cmake_parse_arguments(ARG "" "TIMEOUT" "DEPS;DEFS;LONG" ${ARGN})
   if(NOT ARG_TIMEOUT)
     set(ARG_TIMEOUT 120)
   endif()
@@ -31,6 +33,11 @@ function(airbag_tests)
     add_executable(${_name} ${_t})
     target_link_libraries(${_name} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gmock GTest::gtest_main)
     target_compile_definitions(${_name} PRIVATE ${ARG_DEFS})
-    gtest_discover_tests(${_name} DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT ${ARG_TIMEOUT})
+    set(_cost 1)
+    if(_name IN_LIST ARG_LONG)
+      set(_cost 1000)
+    endif()
+    gtest_discover_tests(${_name} DISCOVERY_TIMEOUT 60
+                         PROPERTIES TIMEOUT ${ARG_TIMEOUT} COST ${_cost})
   endforeach()
 endfunction()
