@@ -274,6 +274,28 @@ TEST_F(RawProtocolTest, ClientThatNeverReadsIsCutAtIdleWithBoundedMemory) {
   }
 }
 
+// Known gap, disabled until the client connection bounds its output: a client that pipelines
+// many requests and reads none of the answers. Each answer is queued behind the unread ones, so
+// airbag's memory grows with the number of requests (40 pipelined 1 MiB echoes: +40 MiB RSS).
+// It should stop taking requests from a connection while an answer waits unread (as it stops
+// reading an upstream past 256 KiB waiting), so the model sees only the first few.
+TEST_F(RawProtocolTest, DISABLED_PipelinedRequestsOfAClientThatNeverReadsAreNotAllAnswered) {
+  const pid_t pid = airbag_->process().pid();
+  const int64_t base_rss_kb = procStatusKb(pid, "VmRSS");
+  HttpClient c;
+  HttpClient::ConnectOptions o;
+  o.receive_buffer_bytes = 4096;
+  ASSERT_TRUE(c.connect(airbag_->port(), o).ok());
+  const std::string body(1 << 20, 'p');
+  for (int i = 0; i < 32; ++i) {
+    // Once airbag stops reading, sending blocks: that is the point, not an error.
+    if (!c.sendRequest("POST", "/echo", {}, body).ok()) break;
+  }
+  EXPECT_FALSE(pollUntil([&] { return modelRequests() > 8; }, milliseconds(2000)))
+      << modelRequests() << " answers made for a client that reads none";
+  EXPECT_LT(procStatusKb(pid, "VmRSS") - base_rss_kb, 16 * 1024);
+}
+
 // 2,000 idle connections: airbag keeps serving a normal request meanwhile, and closes them all
 // at idle_timeout.
 TEST_F(RawProtocolTest, ThousandsOfIdleConnectionsAreServedAroundAndClosedAtIdle) {
