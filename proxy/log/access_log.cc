@@ -109,38 +109,41 @@ void AccessLogWriter::appendJson(const AccessLogEntry& e) {
 
 void AccessLogWriter::appendText(const AccessLogEntry& e) {
   std::string& b = buffer_;
-  // Space-separated; free-form values are quoted and escaped like JSON so a
-  // hostile path cannot forge a second line; empty values print as "-".
-  auto word = [&b](std::string_view v) {
+  // The JSON line's fields in the JSON line's order, space-separated, without
+  // names. Every string is quoted and escaped as in JSON, so a hostile path can
+  // neither forge a second line nor shift the fields with a space; an empty
+  // string prints as a bare -, numbers print bare.
+  auto text = [&b](std::string_view v) {
     b.push_back(' ');
     if (v.empty()) {
       b.push_back('-');
-    } else {
-      appendJsonEscaped(b, v);
+      return;
     }
+    b.push_back('"');
+    appendJsonEscaped(b, v);
+    b.push_back('"');
+  };
+  auto number = [&b](int64_t v) {
+    b.push_back(' ');
+    appendInt(b, v);
+  };
+  auto millis = [&b](absl::Duration d) {
+    b.push_back(' ');
+    appendMillis(b, d);
   };
   appendRfc3339Millis(b, e.time);
-  word(e.request_id);
-  word(e.route);
-  appendLiteral(b, " \"");
-  appendJsonEscaped(b, e.method);
-  b.push_back(' ');
-  appendJsonEscaped(b, e.path);
-  appendLiteral(b, "\" ");
-  appendInt(b, e.status);
-  word(e.source);
-  appendLiteral(b, " attempts=");
-  appendInt(b, e.attempts);
-  appendLiteral(b, " cache=");
-  appendJsonEscaped(b, e.cache.empty() ? "-" : e.cache);
-  appendLiteral(b, " breaker=");
-  appendJsonEscaped(b, e.breaker.empty() ? "-" : e.breaker);
-  appendLiteral(b, " upstream_ms=");
-  appendMillis(b, e.upstream_time);
-  appendLiteral(b, " total_ms=");
-  appendMillis(b, e.total_time);
-  appendLiteral(b, " bytes=");
-  appendInt(b, e.bytes_sent);
+  text(e.request_id);
+  text(e.route);
+  text(e.method);
+  text(e.path);
+  number(e.status);
+  text(e.source);
+  number(e.attempts);
+  text(e.cache);
+  text(e.breaker);
+  millis(e.upstream_time);
+  millis(e.total_time);
+  number(e.bytes_sent);
   b.push_back('\n');
 }
 

@@ -537,7 +537,7 @@ void Exchange::record(int status, absl::Time now) {
     e.request_id = request_id_;
     e.route = route_name;
     e.method = r_.view.method;
-    e.path = r_.view.path;
+    e.path = r_.view.url;  // the whole target, query included, as nginx logs $request_uri
     e.status = status;
     e.source = source_label_;
     e.attempts = r_.attempts;

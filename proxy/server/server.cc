@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <thread>
@@ -82,6 +83,10 @@ class Process {
   static void graceCb(evutil_socket_t, short, void* arg);
   static void workerExitCb(evutil_socket_t, short, void* arg);
   void beginDrain(bool exit_after);
+  // Waits (briefly, bounded) until every worker has closed its listening
+  // socket, so that whoever started the drain can rely on new connects being
+  // refused once it returns.
+  void waitListenersClosed();
   // Loads the config file again; on success every worker switches to it, and
   // the warnings name the restart-only settings that changed and were kept.
   // Callable from the main and the admin thread.
@@ -179,6 +184,7 @@ absl::StatusOr<int> Process::run() {
     // keep the process up (an orchestrator sends SIGTERM when it wants us gone).
     draining_.store(true);
     for (auto& w : workers_) w->requestDrain(/*exit_when_done=*/false);
+    waitListenersClosed();
   };
   // Workers first, then the admin port: once /healthz answers, /readyz
   // already sees the listeners up.
@@ -277,9 +283,21 @@ void Process::beginDrain(bool exit_after) {
   exiting_ = exit_after;
   draining_.store(true);
   for (auto& w : workers_) w->requestDrain(exit_after);
+  waitListenersClosed();
   grace_ = evtimer_new(base_.get(), &Process::graceCb, this);
   timeval tv = absl::ToTimeval(options_.drain_grace);
   evtimer_add(grace_, &tv);
+}
+
+void Process::waitListenersClosed() {
+  // A worker answers its inbox within one loop pass; a second is far beyond
+  // that, and a worker stuck longer must not hold the drain (or the admin
+  // thread) hostage.
+  const absl::Time until = absl::Now() + absl::Seconds(1);
+  for (auto& w : workers_) {
+    if (!w->waitListenerClosed(std::max(absl::ZeroDuration(), until - absl::Now())))
+      log_->warn("drain: a worker did not close its listening socket within 1s");
+  }
 }
 
 void Process::graceCb(evutil_socket_t, short, void* arg) {

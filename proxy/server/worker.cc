@@ -5,6 +5,10 @@
 #include <event2/listener.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include "proxy/metrics/metrics.h"
 #include "proxy/server/client_connection.h"
@@ -157,6 +161,10 @@ void Worker::requestDrain(bool exit_when_done) {
   inbox_.post({pipeline::InboxMessage::Kind::kDrain});
 }
 
+bool Worker::waitListenerClosed(absl::Duration timeout) {
+  return listener_closed_.WaitForNotificationWithTimeout(timeout);
+}
+
 void Worker::requestStop() { inbox_.post({pipeline::InboxMessage::Kind::kStop}); }
 
 void Worker::acceptCb(evconnlistener*, evutil_socket_t fd, sockaddr*, int, void* arg) {
@@ -187,14 +195,46 @@ void Worker::flushCb(int, short, void* arg) { static_cast<Worker*>(arg)->access_
 void Worker::onDrain() {
   if (!ctx_.draining) {
     ctx_.draining = true;
-    if (listener_) evconnlistener_disable(listener_);
     // Idle keep-alive connections go now; busy ones close after their answer.
     for (auto it = conns_.begin(); it != conns_.end();) {
       ClientConnection* c = (it++)->get();
       c->drain();
     }
+    // After the loop: connections taken from the backlog have not been read
+    // yet, and drain() would close them as idle.
+    closeListener();
   }
   maybeExit();
+}
+
+void Worker::closeListener() {
+  if (listener_ == nullptr) {
+    if (!listener_closed_.HasBeenNotified()) listener_closed_.Notify();
+    return;
+  }
+  // Disabling accept alone is not enough: the kernel would go on completing
+  // handshakes into the backlog, and those clients would wait until exit for
+  // an answer. Closing the socket makes new connects fail at once. What is
+  // already in the backlog is taken first: a client that has sent its
+  // request gets its answer (with Connection: close); one that has sent
+  // nothing is closed like any idle connection.
+  for (;;) {
+    int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR) continue;
+      break;  // EAGAIN: the backlog is empty (or the socket is broken)
+    }
+    char probe;
+    if (recv(fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
+      acceptCb(listener_, fd, nullptr, 0, this);
+    } else {
+      ::close(fd);
+    }
+  }
+  evconnlistener_free(listener_);  // LEV_OPT_CLOSE_ON_FREE: closes listen_fd_
+  listener_ = nullptr;
+  listen_fd_ = -1;
+  listener_closed_.Notify();
 }
 
 void Worker::maybeExit() {

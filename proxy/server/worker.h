@@ -16,6 +16,8 @@
 #include "airbag/config.h"
 #include "proxy/log/access_log.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
 #include "proxy/pipeline/event_dispatcher.h"
 #include "proxy/pipeline/inbox.h"
 #include "proxy/pipeline/worker_context.h"
@@ -40,9 +42,13 @@ class Worker {
 
   // Starts the worker's thread.
   void start();
-  // Thread-safe. Stop accepting, close idle connections, finish the rest;
-  // with `exit_when_done` the loop ends once no connection is left.
+  // Thread-safe. Close the listening socket (new connects are refused, not
+  // queued), close idle connections, finish the rest; with `exit_when_done`
+  // the loop ends once no connection is left.
   void requestDrain(bool exit_when_done);
+  // Thread-safe. Waits up to `timeout` for the worker to have closed its
+  // listening socket after requestDrain(); true once it has.
+  bool waitListenerClosed(absl::Duration timeout);
   // Thread-safe. Ends the loop now (after the grace period).
   void requestStop();
   // Thread-safe. New requests use `snapshot` from the worker's next loop pass;
@@ -67,6 +73,7 @@ class Worker {
   void onInbox();
   void run();
   void onDrain();
+  void closeListener();
   void applySnapshot(std::shared_ptr<const pipeline::Snapshot> snapshot);
   void maybeExit();
 
@@ -91,6 +98,7 @@ class Worker {
   std::vector<std::unique_ptr<ClientConnection>> doomed_;
   event reap_;
   event flush_;
+  absl::Notification listener_closed_;
   std::atomic<bool> exit_when_drained_{false};
   std::atomic<bool> finished_{false};
   std::thread thread_;

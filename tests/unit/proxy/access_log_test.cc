@@ -120,14 +120,95 @@ TEST_F(AccessLogTest, TextLineIsCompactAndOneLine) {
   AccessLogWriter writer(sink.get(), LogFormat::kText);
   AccessLogEntry e = sampleEntry();
   e.cache = "";
-  e.path = "/x\ny";
+  e.path = "/x\ny?q=a b";
   writer.append(e);
   writer.flush();
   auto got = lines(readFile());
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0],
-            "2024-05-01T12:34:56.789Z req-1 predict \"POST /x\\ny\" 200 upstream attempts=2 "
-            "cache=- breaker=closed upstream_ms=12.345 total_ms=13.001 bytes=612");
+            "2024-05-01T12:34:56.789Z \"req-1\" \"predict\" \"POST\" \"/x\\ny?q=a b\" 200 "
+            "\"upstream\" 2 - \"closed\" 12.345 13.001 612");
+}
+
+// Splits a text line into its fields: a quoted field is read as a JSON string (so its escapes
+// are undone), a bare one is taken as it is.
+std::vector<nlohmann::json> textFields(const std::string& line) {
+  std::vector<nlohmann::json> out;
+  size_t i = 0;
+  while (i < line.size()) {
+    if (line[i] == ' ') {
+      ++i;
+      continue;
+    }
+    if (line[i] == '"') {
+      size_t j = i + 1;
+      while (j < line.size() && line[j] != '"') j += line[j] == '\\' ? 2 : 1;
+      out.push_back(nlohmann::json::parse(line.substr(i, j + 1 - i)));
+      i = j + 1;
+    } else {
+      size_t j = line.find(' ', i);
+      if (j == std::string::npos) j = line.size();
+      std::string word = line.substr(i, j - i);
+      if (word == "-") {
+        out.push_back("");
+      } else {
+        nlohmann::json n = nlohmann::json::parse(word, nullptr, false);
+        out.push_back(n.is_number() ? n : nlohmann::json(word));
+      }
+      i = j;
+    }
+  }
+  return out;
+}
+
+// operations.md promises that the text format carries the JSON line's fields, in the same
+// order, space-separated: both formats of the same entries must read back to the same values.
+TEST_F(AccessLogTest, TextHasTheJsonFieldsInTheJsonOrder) {
+  std::vector<AccessLogEntry> entries = {sampleEntry(), sampleEntry(), sampleEntry()};
+  entries[1].route = "";
+  entries[1].cache = "";
+  entries[1].breaker = "";
+  entries[1].source = "none";
+  entries[1].path = "/a b/\"quoted\"?x=1&y=%20";
+  entries[2].request_id = "id with spaces";
+  entries[2].source = "rule:high amount";
+  entries[2].breaker = "half_open";
+  std::string json_path = path_ + ".json";
+  LogConfig jc;
+  jc.access_log = json_path;
+  auto json_sink = AccessLogSink::open(jc);
+  ASSERT_TRUE(json_sink.ok());
+  auto text_sink = openFile(LogFormat::kText);
+  ASSERT_NE(text_sink, nullptr);
+  {
+    AccessLogWriter jw(json_sink->get(), LogFormat::kJson);
+    AccessLogWriter tw(text_sink.get(), LogFormat::kText);
+    for (const AccessLogEntry& e : entries) {
+      jw.append(e);
+      tw.append(e);
+    }
+  }
+  std::ifstream jin(json_path);
+  std::stringstream jss;
+  jss << jin.rdbuf();
+  unlink(json_path.c_str());
+  auto json_lines = lines(jss.str());
+  auto text_lines = lines(readFile());
+  ASSERT_EQ(json_lines.size(), entries.size());
+  ASSERT_EQ(text_lines.size(), entries.size());
+  for (size_t i = 0; i < entries.size(); ++i) {
+    // nlohmann's ordered_json keeps the members in the order they were written.
+    auto j = nlohmann::ordered_json::parse(json_lines[i]);
+    std::vector<nlohmann::json> t = textFields(text_lines[i]);
+    ASSERT_EQ(t.size(), j.size()) << text_lines[i];
+    size_t k = 0;
+    for (auto it = j.begin(); it != j.end(); ++it, ++k) {
+      if (it.value().is_number())
+        EXPECT_DOUBLE_EQ(t[k].get<double>(), it.value().get<double>()) << it.key();
+      else
+        EXPECT_EQ(t[k].get<std::string>(), it.value().get<std::string>()) << it.key();
+    }
+  }
 }
 
 TEST_F(AccessLogTest, BuffersUntilFlushOrThreshold) {
