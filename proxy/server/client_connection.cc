@@ -94,11 +94,30 @@ void ClientConnection::timerCb(int, short, void* arg) {
 }
 
 void ClientConnection::armTimer(absl::Duration d) {
-  timeval tv = absl::ToTimeval(d);
+  // The timer may stay set for an earlier instant than the deadline: it then
+  // fires early and is set again for the rest. A keep-alive connection moves
+  // its idle deadline on every request, and this makes that a store rather
+  // than a timer-heap update.
+  SteadyClock::time_point now = SteadyClock::now();
+  deadline_ = now + absl::ToChronoNanoseconds(d);
+  if (timer_set_ && timer_at_ <= deadline_) return;
+  setTimer(now);
+}
+
+void ClientConnection::setTimer(SteadyClock::time_point now) {
+  timeval tv = absl::ToTimeval(absl::FromChrono(deadline_ - now));
   evtimer_add(timer_.get(), &tv);
+  timer_at_ = deadline_;
+  timer_set_ = true;
 }
 
 void ClientConnection::onTimer() {
+  timer_set_ = false;
+  SteadyClock::time_point now = SteadyClock::now();
+  if (now < deadline_) {
+    setTimer(now);
+    return;
+  }
   if (state_ != State::kReading) {
     if (state_ == State::kClosing) closeNow();  // the client stopped reading our last answer
     return;
@@ -295,6 +314,7 @@ void ClientConnection::closeNow() {
   if (state_ == State::kClosed) return;
   state_ = State::kClosed;
   event_del(timer_.get());
+  timer_set_ = false;
   exchange_.cancel();
   sock_.stop();
   worker_.closeConnection(this);

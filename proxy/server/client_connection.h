@@ -8,6 +8,7 @@
 
 #include <event2/util.h>
 
+#include <chrono>
 #include <list>
 #include <memory>
 #include <string>
@@ -71,7 +72,10 @@ class ClientConnection final : public http::MessageParser::Listener,
   void refuse(int status, std::string_view code, std::string_view message);
   void closeWhenFlushed();
   void closeNow();
+  using SteadyClock = std::chrono::steady_clock;
+  // The idle, header or closing deadline is now + d (one deadline at a time).
   void armTimer(absl::Duration d);
+  void setTimer(SteadyClock::time_point now);
   void onTimer();
 
   Worker& worker_;
@@ -84,6 +88,9 @@ class ClientConnection final : public http::MessageParser::Listener,
   size_t in_off_ = 0;
   pipeline::Exchange exchange_;
   http::EventPtr timer_;
+  SteadyClock::time_point deadline_;
+  SteadyClock::time_point timer_at_;  // when the timer fires, while timer_set_
+  bool timer_set_ = false;
   State state_ = State::kReading;
   bool in_process_input_ = false;
   bool header_timer_armed_ = false;
