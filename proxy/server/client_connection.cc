@@ -138,6 +138,12 @@ void ClientConnection::processInput(std::string_view fresh) {
   }
   in_process_input_ = true;
   if (in_off_ < in_.size()) {
+    // Drop what was parsed before adding more, so that a client that keeps
+    // pipelining never grows the buffer by what it already had answered.
+    if (!fresh.empty() && in_off_ > 0) {
+      in_.erase(0, in_off_);
+      in_off_ = 0;
+    }
     in_.append(fresh);
     in_off_ += parseSome(std::string_view(in_).substr(in_off_));
     if (in_off_ == in_.size()) {
