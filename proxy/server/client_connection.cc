@@ -1,11 +1,9 @@
 // Client connection handling; see client_connection.h.
 #include "proxy/server/client_connection.h"
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <sys/socket.h>
-#include <sys/uio.h>
+
+#include <cassert>
 
 #include "absl/strings/match.h"
 #include "proxy/log/access_log.h"
@@ -20,8 +18,11 @@ namespace {
 constexpr size_t kResumeUpstreamAt = 64 * 1024;
 // Pipelined input kept unparsed while a request is being answered.
 constexpr size_t kMaxQueuedInput = 256 * 1024;
-// A request-body buffer larger than this is freed between requests.
+// A request-body or input buffer larger than this is freed between requests.
 constexpr size_t kMaxKeptBuffer = 256 * 1024;
+// One read takes at most this much; a full read leaves the rest for the next
+// pass of the loop (the read event is level-triggered).
+constexpr size_t kReadBytes = 64 * 1024;
 
 std::string_view pathOf(std::string_view url) {
   size_t q = url.find('?');
@@ -32,58 +33,52 @@ std::string_view pathOf(std::string_view url) {
 
 ClientConnection::ClientConnection(Worker& worker, evutil_socket_t fd)
     : worker_(worker),
+      sock_(worker.ctx().base, this),
       parser_(http::MessageParser::Kind::kRequest, this),
-      exchange_(worker.ctx(), *this) {
+      exchange_(worker.ctx(), *this),
+      timer_(event_new(worker.ctx().base, -1, 0, &ClientConnection::timerCb, this)) {
   parser_.setMaxHeaderBytes(worker_.limits().max_header_bytes);
-  bev_ = bufferevent_socket_new(worker_.ctx().base, fd, BEV_OPT_CLOSE_ON_FREE);
-  bufferevent_setcb(bev_, &ClientConnection::readCb, &ClientConnection::writeCb,
-                    &ClientConnection::eventCb, this);
-  bufferevent_setwatermark(bev_, EV_READ, 0, kMaxQueuedInput);
-  bufferevent_setwatermark(bev_, EV_WRITE, kResumeUpstreamAt, 0);
-  bufferevent_enable(bev_, EV_READ | EV_WRITE);
-  event_assign(&timer_, worker_.ctx().base, -1, 0, &ClientConnection::timerCb, this);
+  // Without its events (no memory) the connection can only wait for its idle timer.
+  if (sock_.adopt(fd)) sock_.setReading(true);
   armTimer(worker_.limits().idle_timeout);
   if (worker_.ctx().metrics) worker_.ctx().metrics->clientConnectionOpened();
 }
 
-ClientConnection::~ClientConnection() {
-  event_del(&timer_);
-  exchange_.cancel();
-  if (bev_) bufferevent_free(bev_);
-}
+ClientConnection::~ClientConnection() { exchange_.cancel(); }
 
-void ClientConnection::readCb(bufferevent*, void* arg) {
-  static_cast<ClientConnection*>(arg)->processInput();
-}
-
-void ClientConnection::writeCb(bufferevent*, void* arg) {
-  auto* self = static_cast<ClientConnection*>(arg);
-  if (self->state_ == State::kClosing) {
-    if (evbuffer_get_length(bufferevent_get_output(self->bev_)) == 0) self->closeNow();
-    return;
-  }
-  self->exchange_.onDownstreamWritable();
-}
-
-void ClientConnection::eventCb(bufferevent*, short events, void* arg) {
-  static_cast<ClientConnection*>(arg)->onEvent(events);
-}
-
-void ClientConnection::onEvent(short events) {
-  if (events & BEV_EVENT_ERROR) {
+void ClientConnection::onReadable() {
+  char buf[kReadBytes];
+  ssize_t n = sock_.read(buf, sizeof(buf));
+  if (n > 0) {
+    processInput(std::string_view(buf, static_cast<size_t>(n)));
+  } else if (n == 0) {
+    onEndOfInput();
+  } else if (n == http::StreamSocket::kFailed) {
     closeNow();
+  }
+}
+
+void ClientConnection::onFlushed() {
+  if (state_ == State::kClosing) {
+    if (sock_.pending() == 0) closeNow();
     return;
   }
-  if (!(events & BEV_EVENT_EOF)) return;
+  if (sock_.pending() <= kResumeUpstreamAt) exchange_.onDownstreamWritable();
+}
+
+void ClientConnection::onWriteError(int) { closeNow(); }
+
+void ClientConnection::onEndOfInput() {
   // The client closed its sending side. While a request is being answered
   // this usually means the client left, and its upstream call is cancelled
   // to free the model. But a client that sent more bytes behind the request
   // (pipelined requests, or trailing garbage) and then half-closed is done
   // sending, not gone: it is answered in order, and what cannot be parsed
   // gets its 400 after the complete requests' answers.
-  bool more_input = evbuffer_get_length(bufferevent_get_input(bev_)) > 0;
+  bool more_input = in_off_ < in_.size();
   if (state_ == State::kProcessing && more_input) {
     input_ended_ = true;
+    updateReading();
     return;
   }
   if (state_ == State::kReading && (more_input || parser_.started())) {
@@ -99,11 +94,30 @@ void ClientConnection::timerCb(int, short, void* arg) {
 }
 
 void ClientConnection::armTimer(absl::Duration d) {
-  timeval tv = absl::ToTimeval(d);
-  evtimer_add(&timer_, &tv);
+  // The timer may stay set for an earlier instant than the deadline: it then
+  // fires early and is set again for the rest. A keep-alive connection moves
+  // its idle deadline on every request, and this makes that a store rather
+  // than a timer-heap update.
+  SteadyClock::time_point now = SteadyClock::now();
+  deadline_ = now + absl::ToChronoNanoseconds(d);
+  if (timer_set_ && timer_at_ <= deadline_) return;
+  setTimer(now);
+}
+
+void ClientConnection::setTimer(SteadyClock::time_point now) {
+  timeval tv = absl::ToTimeval(absl::FromChrono(deadline_ - now));
+  evtimer_add(timer_.get(), &tv);
+  timer_at_ = deadline_;
+  timer_set_ = true;
 }
 
 void ClientConnection::onTimer() {
+  timer_set_ = false;
+  SteadyClock::time_point now = SteadyClock::now();
+  if (now < deadline_) {
+    setTimer(now);
+    return;
+  }
   if (state_ != State::kReading) {
     if (state_ == State::kClosing) closeNow();  // the client stopped reading our last answer
     return;
@@ -116,16 +130,50 @@ void ClientConnection::onTimer() {
   closeNow();
 }
 
-void ClientConnection::processInput() {
-  if (in_process_input_) return;
+void ClientConnection::processInput(std::string_view fresh) {
+  if (in_process_input_) {
+    // An answer finished from inside the parse below: the loop there goes on.
+    assert(fresh.empty());
+    return;
+  }
   in_process_input_ = true;
-  evbuffer* in = bufferevent_get_input(bev_);
-  while (state_ == State::kReading && evbuffer_get_length(in) > 0) {
-    evbuffer_iovec vec;
-    if (evbuffer_peek(in, -1, nullptr, &vec, 1) < 1) break;
+  if (in_off_ < in_.size()) {
+    // Drop what was parsed before adding more, so that a client that keeps
+    // pipelining never grows the buffer by what it already had answered.
+    if (!fresh.empty() && in_off_ > 0) {
+      in_.erase(0, in_off_);
+      in_off_ = 0;
+    }
+    in_.append(fresh);
+    in_off_ += parseSome(std::string_view(in_).substr(in_off_));
+    if (in_off_ == in_.size()) {
+      in_.clear();
+      in_off_ = 0;
+      if (in_.capacity() > kMaxKeptBuffer) std::string().swap(in_);
+    }
+  } else {
+    // The usual case: nothing kept, parse straight from what was just read.
+    size_t used = parseSome(fresh);
+    if (used < fresh.size()) in_.assign(fresh.substr(used));
+  }
+  in_process_input_ = false;
+  if (input_ended_ && state_ == State::kReading && in_off_ == in_.size()) {
+    // Everything the client sent before closing its side has been answered.
+    if (parser_.started())
+      refuse(400, "bad_request", "the client closed the connection in the middle of a request");
+    else
+      closeNow();
+    return;
+  }
+  updateReading();
+}
+
+size_t ClientConnection::parseSome(std::string_view data) {
+  size_t used = 0;
+  while (state_ == State::kReading && used < data.size()) {
     bool was_started = parser_.started();
     size_t consumed = 0;
-    auto r = parser_.execute(static_cast<const char*>(vec.iov_base), vec.iov_len, &consumed);
+    auto r = parser_.execute(data.data() + used, data.size() - used, &consumed);
     if (r == http::MessageParser::Result::kError) {
       if (refuse_status_ == 413)
         refuse(413, "body_too_large", "the request body exceeds listen.limits.max_body_bytes");
@@ -136,9 +184,9 @@ void ClientConnection::processInput() {
         refuse(501, "unsupported_transfer_coding", parser_.errorReason());
       else
         refuse(400, "bad_request", parser_.errorReason());
-      break;
+      return data.size();  // nothing after a refused request is read
     }
-    evbuffer_drain(in, consumed);
+    used += consumed;
     if (r == http::MessageParser::Result::kComplete) {
       startRequest();
       continue;
@@ -150,14 +198,16 @@ void ClientConnection::processInput() {
       armTimer(worker_.limits().idle_timeout);  // body trickling in
     }
   }
-  in_process_input_ = false;
-  if (input_ended_ && state_ == State::kReading && evbuffer_get_length(in) == 0) {
-    // Everything the client sent before closing its side has been answered.
-    if (parser_.started())
-      refuse(400, "bad_request", "the client closed the connection in the middle of a request");
-    else
-      closeNow();
-  }
+  return used;
+}
+
+void ClientConnection::updateReading() {
+  // Requests pipelined behind the one being answered are read up to a bound,
+  // so that a client closing or resetting is still noticed; past it the
+  // kernel's buffers hold the rest.
+  bool on = (state_ == State::kReading || state_ == State::kProcessing) && !input_ended_ &&
+            in_.size() - in_off_ <= kMaxQueuedInput;
+  sock_.setReading(on);
 }
 
 int ClientConnection::onHeadersComplete() {
@@ -228,34 +278,10 @@ void ClientConnection::refuse(int status, std::string_view code, std::string_vie
 
 void ClientConnection::write(std::string_view a, std::string_view b, std::string_view c) {
   if (state_ == State::kClosed) return;
-  evbuffer* out = bufferevent_get_output(bev_);
-  std::string_view parts[3] = {a, b, c};
-  size_t skip = 0;
-  if (evbuffer_get_length(out) == 0) {
-    iovec iov[3];
-    int n = 0;
-    for (std::string_view p : parts)
-      if (!p.empty()) iov[n++] = {const_cast<char*>(p.data()), p.size()};
-    msghdr msg{};
-    msg.msg_iov = iov;
-    msg.msg_iovlen = static_cast<size_t>(n);
-    ssize_t w = n > 0 ? sendmsg(bufferevent_getfd(bev_), &msg, MSG_NOSIGNAL | MSG_DONTWAIT) : 0;
-    if (w > 0) skip = static_cast<size_t>(w);
-    // A failed send (client gone) surfaces through the read side.
-  }
-  for (std::string_view p : parts) {
-    if (skip >= p.size()) {
-      skip -= p.size();
-      continue;
-    }
-    evbuffer_add(out, p.data() + skip, p.size() - skip);
-    skip = 0;
-  }
+  sock_.write({a, b, c});
 }
 
-size_t ClientConnection::pendingBytes() const {
-  return evbuffer_get_length(bufferevent_get_output(bev_));
-}
+size_t ClientConnection::pendingBytes() const { return sock_.pending(); }
 
 bool ClientConnection::keepAlive() const { return parser_.keepAlive() && !worker_.draining(); }
 
@@ -281,8 +307,8 @@ void ClientConnection::responseAborted() { closeWhenFlushed(); }
 void ClientConnection::closeWhenFlushed() {
   if (state_ == State::kClosed) return;
   state_ = State::kClosing;
-  bufferevent_disable(bev_, EV_READ);
-  if (evbuffer_get_length(bufferevent_get_output(bev_)) == 0) {
+  sock_.setReading(false);
+  if (sock_.pending() == 0) {
     closeNow();
     return;
   }
@@ -293,9 +319,10 @@ void ClientConnection::closeWhenFlushed() {
 void ClientConnection::closeNow() {
   if (state_ == State::kClosed) return;
   state_ = State::kClosed;
-  event_del(&timer_);
+  event_del(timer_.get());
+  timer_set_ = false;
   exchange_.cancel();
-  bufferevent_disable(bev_, EV_READ | EV_WRITE);
+  sock_.stop();
   worker_.closeConnection(this);
 }
 

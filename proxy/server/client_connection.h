@@ -1,27 +1,30 @@
 // One client (downstream) connection on a worker: reads and parses requests
 // with llhttp, enforces listen.limits, hands each complete request to its
 // Exchange, and writes answers write-first. Pipelined requests are answered
-// one at a time, in order.
+// one at a time, in order. Reads go to a buffer on the stack and are parsed in
+// place; only bytes left unparsed (pipelined behind a request in progress) are
+// copied into the connection's own buffer.
 #pragma once
 
-#include <event2/event_struct.h>
 #include <event2/util.h>
 
+#include <chrono>
 #include <list>
 #include <memory>
 #include <string>
 
 #include "proxy/http/message_parser.h"
+#include "proxy/http/stream_socket.h"
 #include "proxy/pipeline/downstream.h"
 #include "proxy/pipeline/exchange.h"
-
-struct bufferevent;
 
 namespace airbag::server {
 
 class Worker;
 
-class ClientConnection final : public http::MessageParser::Listener, public pipeline::Downstream {
+class ClientConnection final : public http::MessageParser::Listener,
+                               public http::StreamSocket::Listener,
+                               public pipeline::Downstream {
  public:
   // Takes ownership of `fd`. Worker thread only.
   ClientConnection(Worker& worker, evutil_socket_t fd);
@@ -48,29 +51,46 @@ class ClientConnection final : public http::MessageParser::Listener, public pipe
   int onBody(std::string_view data) override;
   int onMessageComplete() override { return 0; }
 
+  // http::StreamSocket::Listener
+  void onReadable() override;
+  void onFlushed() override;
+  void onWriteError(int error) override;
+
  private:
   enum class State { kReading, kProcessing, kClosing, kClosed };
 
-  static void readCb(bufferevent*, void* arg);
-  static void writeCb(bufferevent*, void* arg);
-  static void eventCb(bufferevent*, short events, void* arg);
   static void timerCb(int, short, void* arg);
-  void onEvent(short events);
+  void onEndOfInput();
 
-  void processInput();
+  // Parses `fresh` bytes just read (after any kept from before) for as long
+  // as the connection is reading requests; keeps what is left unparsed.
+  void processInput(std::string_view fresh = {});
+  // Parses from `data` while reading requests; returns the bytes consumed.
+  size_t parseSome(std::string_view data);
+  void updateReading();
   void startRequest();
   void refuse(int status, std::string_view code, std::string_view message);
   void closeWhenFlushed();
   void closeNow();
+  using SteadyClock = std::chrono::steady_clock;
+  // The idle, header or closing deadline is now + d (one deadline at a time).
   void armTimer(absl::Duration d);
+  void setTimer(SteadyClock::time_point now);
   void onTimer();
 
   Worker& worker_;
-  bufferevent* bev_ = nullptr;
+  http::StreamSocket sock_;
   http::MessageParser parser_;
   std::string body_;
+  // Bytes read but not parsed yet (requests pipelined behind the one being
+  // answered), from in_off_ on.
+  std::string in_;
+  size_t in_off_ = 0;
   pipeline::Exchange exchange_;
-  event timer_;
+  http::EventPtr timer_;
+  SteadyClock::time_point deadline_;
+  SteadyClock::time_point timer_at_;  // when the timer fires, while timer_set_
+  bool timer_set_ = false;
   State state_ = State::kReading;
   bool in_process_input_ = false;
   bool header_timer_armed_ = false;

@@ -1,13 +1,7 @@
 // Keep-alive HTTP/1.1 upstream pool; see http_pool.h.
 #include "proxy/upstream/http_pool.h"
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
-#include <sys/uio.h>
 
 #include <algorithm>
 #include <cassert>
@@ -17,6 +11,12 @@
 #include "proxy/metrics/metrics.h"
 
 namespace airbag::upstream {
+namespace {
+
+// One read takes at most this much; the rest waits for the next loop pass.
+constexpr size_t kReadBytes = 64 * 1024;
+
+}  // namespace
 
 // One try. Reused from a free list so steady traffic allocates nothing.
 class HttpPool::Call final : public UpstreamCall {
@@ -36,33 +36,25 @@ class HttpPool::Call final : public UpstreamCall {
   bool failed_to_open_ = false;
 };
 
-// One upstream connection.
-class HttpPool::Conn final : public http::MessageParser::Listener, public UpstreamResponseHead {
+// One upstream connection. Answers are read into a buffer on the stack and
+// parsed at once: nothing read is ever kept, since bytes left after a complete
+// answer make the connection unusable anyway.
+class HttpPool::Conn final : public http::MessageParser::Listener,
+                             public http::StreamSocket::Listener,
+                             public UpstreamResponseHead {
  public:
   enum class State { kConnecting, kIdle, kBusy, kDead };
 
-  explicit Conn(HttpPool* pool) : pool_(pool), parser_(http::MessageParser::Kind::kResponse, this) {
+  explicit Conn(HttpPool* pool)
+      : pool_(pool), sock_(pool->base_, this), parser_(http::MessageParser::Kind::kResponse, this) {
     parser_.setMaxHeaderBytes(256 * 1024);
-  }
-  ~Conn() override {
-    if (bev_) bufferevent_free(bev_);
   }
 
   bool open();
   void assign(Call* call);
-  void setReading(bool on) {
-    if (!bev_) return;
-    if (on)
-      bufferevent_enable(bev_, EV_READ);
-    else
-      bufferevent_disable(bev_, EV_READ);
-  }
+  void setReading(bool on) { sock_.setReading(on); }
   // No more callbacks from this connection's socket.
-  void quiesce() {
-    if (!bev_) return;
-    bufferevent_disable(bev_, EV_READ | EV_WRITE);
-    bufferevent_setcb(bev_, nullptr, nullptr, nullptr, nullptr);
-  }
+  void quiesce() { sock_.stop(); }
   void detachForCancel() {
     call_ = nullptr;
     pool_->destroyLater(this);
@@ -78,23 +70,23 @@ class HttpPool::Conn final : public http::MessageParser::Listener, public Upstre
   int onBody(std::string_view data) override;
   int onMessageComplete() override { return 0; }
 
+  // StreamSocket::Listener
+  void onReadable() override;
+  void onWriteError(int) override { onBroken(/*eof=*/false); }
+  void onConnected(int error) override;
+
   State state_ = State::kConnecting;
   Call* call_ = nullptr;
 
  private:
-  static void readCb(bufferevent* bev, void* arg) { static_cast<Conn*>(arg)->onRead(); }
-  static void eventCb(bufferevent* bev, short events, void* arg) {
-    static_cast<Conn*>(arg)->onEvent(events);
-  }
-  void onRead();
-  void onEvent(short events);
-  void processInput();
-  void finishCall();
+  void processInput(std::string_view data);
+  // The upstream closed (`eof`) or reset the connection.
+  void onBroken(bool eof);
+  void finishCall(bool bytes_left);
   void failCall(AttemptOutcome outcome, std::string_view detail);
-  void writeRequest(const UpstreamRequest& r, bool try_direct);
 
   HttpPool* pool_;
-  bufferevent* bev_ = nullptr;
+  http::StreamSocket sock_;
   http::MessageParser parser_;
   uint64_t served_ = 0;
   bool got_bytes_ = false;
@@ -128,57 +120,12 @@ void HttpPool::Call::resumeReading() {
 // ---- Conn ----
 
 bool HttpPool::Conn::open() {
-  bev_ = bufferevent_socket_new(pool_->base_, -1, BEV_OPT_CLOSE_ON_FREE);
-  if (!bev_) return false;
-  bufferevent_setcb(bev_, &Conn::readCb, nullptr, &Conn::eventCb, this);
-  // While connecting, the write timeout is the connect timeout.
-  timeval tv = absl::ToTimeval(pool_->options_.connect_timeout);
-  bufferevent_set_timeouts(bev_, nullptr, &tv);
-  if (bufferevent_socket_connect(bev_, reinterpret_cast<sockaddr*>(&pool_->options_.address),
-                                 static_cast<int>(pool_->options_.address_len)) != 0) {
+  const HttpPoolOptions& o = pool_->options_;
+  if (!sock_.connect(reinterpret_cast<const sockaddr*>(&o.address), o.address_len,
+                     o.connect_timeout))
     return false;
-  }
-  int fd = bufferevent_getfd(bev_);
-  if (fd >= 0) {
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  }
-  bufferevent_setwatermark(bev_, EV_READ, 0, 256 * 1024);
-  bufferevent_enable(bev_, EV_READ | EV_WRITE);
   state_ = State::kConnecting;
   return true;
-}
-
-void HttpPool::Conn::writeRequest(const UpstreamRequest& r, bool try_direct) {
-  evbuffer* out = bufferevent_get_output(bev_);
-  size_t skip = 0;
-  if (try_direct && evbuffer_get_length(out) == 0) {
-    iovec iov[2] = {{const_cast<char*>(r.head.data()), r.head.size()},
-                    {const_cast<char*>(r.body.data()), r.body.size()}};
-    msghdr msg{};
-    msg.msg_iov = iov;
-    msg.msg_iovlen = r.body.empty() ? 1 : 2;
-    ssize_t n = sendmsg(bufferevent_getfd(bev_), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n > 0) skip = static_cast<size_t>(n);
-    // Errors (a dead keep-alive connection) surface through the read side as
-    // EOF/reset; the queued bytes below then go nowhere, which is fine.
-  }
-  size_t total = r.head.size() + r.body.size();
-  if (skip >= total) return;
-  if (skip < r.head.size()) {
-    evbuffer_add(out, r.head.data() + skip, r.head.size() - skip);
-    skip = 0;
-  } else {
-    skip -= r.head.size();
-  }
-  if (!r.body.empty()) {
-    // Large bodies are referenced, not copied: the caller keeps them alive
-    // until the try ends, and a connection abandoned mid-write is freed.
-    if (r.body.size() - skip > 16 * 1024)
-      evbuffer_add_reference(out, r.body.data() + skip, r.body.size() - skip, nullptr, nullptr);
-    else
-      evbuffer_add(out, r.body.data() + skip, r.body.size() - skip);
-  }
 }
 
 void HttpPool::Conn::assign(Call* call) {
@@ -189,48 +136,51 @@ void HttpPool::Conn::assign(Call* call) {
   got_bytes_ = false;
   bool connected = state_ != State::kConnecting;
   if (connected) state_ = State::kBusy;
-  writeRequest(call->request_, connected);
+  // Borrowed, not copied: the caller keeps the request alive until the try
+  // ends, and a connection whose try ended before its request went out is
+  // never written again. While connecting it all waits for the connect.
+  sock_.write({call->request_.head, call->request_.body}, http::StreamSocket::Keep::kBorrow);
   if (connected) setReading(!call->paused_);
 }
 
-void HttpPool::Conn::onRead() {
+void HttpPool::Conn::onReadable() {
   if (state_ == State::kDead) return;
-  if (state_ == State::kBusy && call_) {
-    processInput();
+  if (state_ != State::kBusy || !call_) {
+    // Bytes, a close or an error on a connection with no request in flight:
+    // the upstream is misbehaving or closing. Either way it cannot be reused.
+    pool_->destroyLater(this);
     return;
   }
-  // Bytes on a connection with no request in flight: the upstream is
-  // misbehaving or closing. Either way it cannot be reused.
-  pool_->destroyLater(this);
+  char buf[kReadBytes];
+  ssize_t n = sock_.read(buf, sizeof(buf));
+  if (n > 0)
+    processInput(std::string_view(buf, static_cast<size_t>(n)));
+  else if (n != http::StreamSocket::kWouldBlock)
+    onBroken(/*eof=*/n == 0);
 }
 
-void HttpPool::Conn::processInput() {
-  evbuffer* in = bufferevent_get_input(bev_);
-  bool delivered = false;
-  while (call_ && evbuffer_get_length(in) > 0) {
-    delivered = true;
-    got_bytes_ = true;
-    evbuffer_iovec vec;
-    if (evbuffer_peek(in, -1, nullptr, &vec, 1) < 1) break;
+void HttpPool::Conn::processInput(std::string_view data) {
+  got_bytes_ = true;
+  size_t used = 0;
+  while (call_ && used < data.size()) {
     size_t consumed = 0;
-    auto r = parser_.execute(static_cast<const char*>(vec.iov_base), vec.iov_len, &consumed);
+    auto r = parser_.execute(data.data() + used, data.size() - used, &consumed);
     if (!call_) return;  // cancelled from a callback; this connection is doomed
-    if (r == http::MessageParser::Result::kComplete) {
-      evbuffer_drain(in, consumed);
-      if (parser_.status() >= 100 && parser_.status() < 200) {
-        parser_.reset();  // an interim answer: the real one follows
-        continue;
-      }
-      finishCall();
-      return;
-    }
     if (r == http::MessageParser::Result::kError) {
       failCall(AttemptOutcome::kReset, "malformed answer from upstream");
       return;
     }
-    evbuffer_drain(in, consumed);
+    used += consumed;
+    if (r == http::MessageParser::Result::kComplete) {
+      if (parser_.status() >= 100 && parser_.status() < 200) {
+        parser_.reset();  // an interim answer: the real one follows
+        continue;
+      }
+      finishCall(/*bytes_left=*/used < data.size());
+      return;
+    }
   }
-  if (delivered && call_) call_->handler_->onUpstreamReadDone();  // last use of this
+  if (call_) call_->handler_->onUpstreamReadDone();  // last use of this
 }
 
 int HttpPool::Conn::onHeadersComplete() {
@@ -251,12 +201,11 @@ int HttpPool::Conn::onBody(std::string_view data) {
   return call_ ? 0 : -1;
 }
 
-void HttpPool::Conn::finishCall() {
+void HttpPool::Conn::finishCall(bool bytes_left) {
   Call* call = call_;
   call_ = nullptr;
   ++served_;
-  bool reusable = parser_.keepAlive() && evbuffer_get_length(bufferevent_get_input(bev_)) == 0 &&
-                  evbuffer_get_length(bufferevent_get_output(bev_)) == 0;
+  bool reusable = parser_.keepAlive() && !bytes_left && sock_.pending() == 0;
   UpstreamResponseHandler* handler = call->handler_;
   call->conn_ = nullptr;
   pool_->releaseCall(call);
@@ -280,39 +229,33 @@ void HttpPool::Conn::failCall(AttemptOutcome outcome, std::string_view detail) {
   handler->onUpstreamFailure(outcome, detail);
 }
 
-void HttpPool::Conn::onEvent(short events) {
+void HttpPool::Conn::onConnected(int error) {
   // A connection given up (a call cancelled while it was connecting, an
   // upstream that misbehaved) waits for reap() and must not come back to
-  // life: a late CONNECTED would put it on the idle list after it is freed.
+  // life: a late connect would put it on the idle list after it is freed.
   if (state_ == State::kDead) return;
-  if (events & BEV_EVENT_CONNECTED) {
-    bufferevent_set_timeouts(bev_, nullptr, nullptr);
-    if (call_) {
-      state_ = State::kBusy;
-      setReading(!call_->paused_);
-    } else {
-      state_ = State::kIdle;
-      pool_->connIdle(this);
-    }
+  if (error != 0) {
+    failCall(AttemptOutcome::kConnect, error == ETIMEDOUT ? "connect timeout" : "connect failed");
     return;
   }
-  if (state_ == State::kConnecting) {
-    failCall(AttemptOutcome::kConnect, (events & BEV_EVENT_TIMEOUT) ? "connect timeout"
-                                                                     : "connect failed");
-    return;
+  if (call_) {
+    state_ = State::kBusy;
+    setReading(!call_->paused_);
+  } else {
+    state_ = State::kIdle;
+    pool_->connIdle(this);
   }
+}
+
+void HttpPool::Conn::onBroken(bool eof) {
+  if (state_ == State::kDead) return;
   if (state_ != State::kBusy || !call_) {
     pool_->destroyLater(this);
     return;
   }
-  if (events & BEV_EVENT_EOF) {
-    // Whatever is still buffered belongs to the answer.
-    processInput();
-    if (!call_) return;
-    if (parser_.finish() == http::MessageParser::Result::kComplete) {
-      finishCall();
-      return;
-    }
+  if (eof && parser_.finish() == http::MessageParser::Result::kComplete) {
+    finishCall(/*bytes_left=*/false);
+    return;
   }
   if (!got_bytes_ && served_ > 0 && !call_->stale_retried_) {
     // A kept-alive connection the upstream had already closed: the request
@@ -333,7 +276,7 @@ void HttpPool::Conn::onEvent(short events) {
 
 HttpPool::HttpPool(event_base* base, HttpPoolOptions options, metrics::WorkerMetrics* metrics)
     : base_(base), options_(std::move(options)), metrics_(metrics) {
-  reap_ = event_new(base_, -1, 0, &HttpPool::reapCb, this);
+  reap_.reset(event_new(base_, -1, 0, &HttpPool::reapCb, this));
 }
 
 bool HttpPool::sameOptions(const HttpPoolOptions& o) const {
@@ -344,7 +287,7 @@ bool HttpPool::sameOptions(const HttpPoolOptions& o) const {
 }
 
 HttpPool::~HttpPool() {
-  if (reap_) event_free(reap_);
+  reap_.reset();
   conns_.clear();
 }
 
@@ -394,7 +337,7 @@ void HttpPool::dispatch(Call* call, bool fresh_only) {
     call->failed_to_open_ = true;
     waiters_.push_front(call);
     call->waiting_ = true;
-    event_active(reap_, 0, 0);
+    event_active(reap_.get(), 0, 0);
     return;
   }
   call->waiting_ = true;
@@ -435,7 +378,7 @@ void HttpPool::destroyLater(Conn* conn) {
   auto it = std::find(idle_.begin(), idle_.end(), conn);
   if (it != idle_.end()) idle_.erase(it);
   doomed_.push_back(conn);
-  event_active(reap_, 0, 0);
+  event_active(reap_.get(), 0, 0);
 }
 
 void HttpPool::reapCb(int, short, void* arg) { static_cast<HttpPool*>(arg)->reap(); }

@@ -1,7 +1,7 @@
 // The keep-alive HTTP/1.1 client for http:// upstreams: one pool per worker
-// and upstream, on bufferevents + llhttp. Requests are written straight to the
-// socket when it is idle (write-first) and queued in the bufferevent only for
-// what the kernel did not take. Idle connections keep reading so a close by
+// and upstream, on raw events + llhttp (http::StreamSocket). Requests are
+// written straight to the socket when it is idle (write-first); only what the
+// kernel did not take waits for the write event. Idle connections keep reading so a close by
 // the upstream is noticed at once; a reused connection that turns out dead
 // before any answer byte is replaced transparently.
 #pragma once
@@ -17,10 +17,9 @@
 #include "absl/time/time.h"
 #include "airbag/upstream_client.h"
 #include "proxy/http/message_parser.h"
+#include "proxy/http/stream_socket.h"
 
 struct event_base;
-struct bufferevent;
-struct event;
 
 namespace airbag::metrics {
 class WorkerMetrics;
@@ -81,7 +80,7 @@ class HttpPool final : public UpstreamClient {
   std::vector<std::unique_ptr<Call>> calls_;  // every Call ever made, reused
   std::vector<Call*> free_calls_;
   std::vector<Conn*> doomed_;  // closed inside their own callbacks; freed from reap_
-  ::event* reap_ = nullptr;
+  http::EventPtr reap_;
   uint64_t opened_ = 0;
 };
 

@@ -214,6 +214,45 @@ TEST_F(ProxyBasicsTest, PipelinedRequestsAreAnsweredInOrderOnOneConnection) {
   }
 }
 
+TEST_F(ProxyBasicsTest, PipelinedRequestsCutAtEveryByteAreAnsweredInOrder) {
+  HttpClient c;
+  ASSERT_TRUE(c.connect(airbag_->port()).ok());
+  // A chunked body and a Content-Length one, so every parser state sees a cut.
+  std::string pair =
+      "POST /echo?i=1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n" +
+      c.formatRequest("POST", "/echo?i=2", {}, "fghijkl");
+  for (size_t cut = 1; cut < pair.size(); ++cut) {
+    ASSERT_TRUE(c.sendRaw(pair.substr(0, cut)).ok());
+    ASSERT_TRUE(c.sendRaw(pair.substr(cut)).ok());
+    for (int i = 1; i <= 2; ++i) {
+      Response r = c.readResponse();
+      ASSERT_EQ(r.status, 200) << "cut at " << cut << ": " << r.error;
+      EXPECT_EQ(r.json()["query"], "i=" + std::to_string(i)) << "cut at " << cut;
+      EXPECT_EQ(r.json()["body_length"], i == 1 ? 5 : 7) << "cut at " << cut;
+    }
+  }
+}
+
+TEST_F(ProxyBasicsTest, PipelinedInputBeyondTheReadBoundIsAnsweredInFull) {
+  HttpClient c;
+  ASSERT_TRUE(c.connect(airbag_->port()).ok());
+  // About 1 MiB of requests in one go: reading pauses while a request is
+  // answered with more than 256 KiB waiting, and resumes as answers go out.
+  constexpr int kRequests = 1000;
+  std::string body(1000, 'x');
+  std::string all;
+  for (int i = 0; i < kRequests; ++i)
+    all += c.formatRequest("POST", "/echo?i=" + std::to_string(i), {}, body);
+  ASSERT_TRUE(c.sendRaw(all, milliseconds(20000)).ok());
+  for (int i = 0; i < kRequests; ++i) {
+    Response r = c.readResponse();
+    ASSERT_EQ(r.status, 200) << i << ": " << r.error;
+    EXPECT_EQ(r.json()["query"], "i=" + std::to_string(i));
+    EXPECT_EQ(r.json()["body_length"], 1000);
+  }
+}
+
 TEST_F(ProxyBasicsTest, KeepAliveReusesUpstreamConnections) {
   HttpClient c;
   ASSERT_TRUE(c.connect(airbag_->port()).ok());

@@ -1,0 +1,227 @@
+// Non-blocking socket I/O for the data plane; see stream_socket.h.
+#include "proxy/http/stream_socket.h"
+
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cassert>
+#include <cerrno>
+
+namespace airbag::http {
+namespace {
+
+// An output buffer that one slow client grew past this is freed once drained.
+constexpr size_t kMaxKeptOutput = 256 * 1024;
+
+bool wouldBlock(int error) { return error == EAGAIN || error == EWOULDBLOCK || error == EINTR; }
+
+}  // namespace
+
+void EventFree::operator()(event* e) const { event_free(e); }
+
+StreamSocket::StreamSocket(event_base* base, Listener* listener)
+    : base_(base), listener_(listener) {}
+
+StreamSocket::~StreamSocket() { close(); }
+
+bool StreamSocket::makeEvents() {
+  read_ev_.reset(event_new(base_, fd_, EV_READ | EV_PERSIST, &StreamSocket::readCb, this));
+  write_ev_.reset(event_new(base_, fd_, EV_WRITE | EV_PERSIST, &StreamSocket::writeCb, this));
+  return read_ev_ && write_ev_;
+}
+
+bool StreamSocket::adopt(int fd) {
+  close();
+  fd_ = fd;
+  if (makeEvents()) return true;
+  close();
+  return false;
+}
+
+bool StreamSocket::connect(const sockaddr* address, socklen_t length, absl::Duration timeout) {
+  close();
+  fd_ = ::socket(address->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) return false;
+  if (!makeEvents()) {
+    close();
+    return false;
+  }
+  if (address->sa_family == AF_INET || address->sa_family == AF_INET6) {
+    int one = 1;
+    setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  }
+  connecting_ = true;
+  if (::connect(fd_, address, length) == 0 || errno == EINPROGRESS) {
+    // Writable once the handshake ends either way; the timeout bounds the wait.
+    timeval tv = absl::ToTimeval(timeout);
+    event_add(write_ev_.get(), &tv);
+    writing_ = true;
+  } else {
+    connect_error_ = errno;  // refused at once: reported from the loop like any other end
+    event_active(write_ev_.get(), EV_WRITE, 0);
+  }
+  return true;
+}
+
+ssize_t StreamSocket::read(char* buf, size_t capacity) {
+  ssize_t n = ::recv(fd_, buf, capacity, 0);
+  if (n >= 0) return n;
+  return wouldBlock(errno) ? kWouldBlock : kFailed;
+}
+
+void StreamSocket::setReading(bool on) {
+  if (on == reading_ || !read_ev_) return;
+  if (on)
+    event_add(read_ev_.get(), nullptr);
+  else
+    event_del(read_ev_.get());
+  reading_ = on;
+}
+
+void StreamSocket::write(std::initializer_list<std::string_view> parts, Keep keep) {
+  if (fd_ < 0) return;
+  size_t skip = 0;
+  if (pending() == 0 && !connecting_) {
+    iovec iov[4];
+    size_t n = 0;
+    assert(parts.size() <= 4);
+    for (std::string_view p : parts)
+      if (!p.empty() && n < 4) iov[n++] = {const_cast<char*>(p.data()), p.size()};
+    if (n == 0) return;
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = n;
+    ssize_t w = ::sendmsg(fd_, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w > 0) skip = static_cast<size_t>(w);
+    // On an error the rest is queued; the write event then finds the error
+    // again and reports it from the loop.
+  }
+  bool queued = false;
+  for (std::string_view p : parts) {
+    if (skip >= p.size()) {
+      skip -= p.size();
+      continue;
+    }
+    queue(p.substr(skip), keep);
+    skip = 0;
+    queued = true;
+  }
+  if (queued) armWrite();
+}
+
+void StreamSocket::queue(std::string_view part, Keep keep) {
+  if (!borrowed_.empty()) {  // what comes after a borrowed piece follows it in out_
+    out_.append(borrowed_);
+    borrowed_ = {};
+  }
+  if (keep == Keep::kBorrow) {
+    borrowed_ = part;
+    return;
+  }
+  if (out_off_ > 0 && out_off_ >= out_.size() / 2) {
+    out_.erase(0, out_off_);
+    out_off_ = 0;
+  }
+  out_.append(part);
+}
+
+void StreamSocket::armWrite() {
+  if (writing_ || !write_ev_) return;
+  event_add(write_ev_.get(), nullptr);
+  writing_ = true;
+}
+
+bool StreamSocket::flush() {
+  std::string_view owned(out_);
+  owned.remove_prefix(out_off_);
+  iovec iov[2];
+  size_t n = 0;
+  if (!owned.empty()) iov[n++] = {const_cast<char*>(owned.data()), owned.size()};
+  if (!borrowed_.empty()) iov[n++] = {const_cast<char*>(borrowed_.data()), borrowed_.size()};
+  if (n == 0) return true;
+  msghdr msg{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = n;
+  ssize_t w = ::sendmsg(fd_, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (w < 0) return wouldBlock(errno);
+  size_t sent = static_cast<size_t>(w);
+  size_t from_owned = std::min(sent, owned.size());
+  out_off_ += from_owned;
+  borrowed_.remove_prefix(sent - from_owned);
+  if (out_off_ == out_.size()) {
+    out_.clear();
+    out_off_ = 0;
+    if (out_.capacity() > kMaxKeptOutput) std::string().swap(out_);
+  }
+  return true;
+}
+
+void StreamSocket::readCb(int, short, void* arg) {
+  static_cast<StreamSocket*>(arg)->listener_->onReadable();
+}
+
+void StreamSocket::writeCb(int, short what, void* arg) {
+  static_cast<StreamSocket*>(arg)->onWriteEvent(what);
+}
+
+void StreamSocket::onWriteEvent(short what) {
+  if (connecting_) {
+    int error = connect_error_;
+    if (error == 0 && (what & EV_TIMEOUT)) error = ETIMEDOUT;
+    if (error == 0) {
+      socklen_t len = sizeof(error);
+      if (getsockopt(fd_, SOL_SOCKET, SO_ERROR, &error, &len) != 0) error = errno;
+    }
+    // The connect wait (and its timeout) ends here; output written meanwhile
+    // goes out now, and anything left keeps the write event, without a timeout.
+    event_del(write_ev_.get());
+    writing_ = false;
+    if (error == 0) {
+      connecting_ = false;
+      if (pending() > 0) {
+        flush();  // an error here shows on the next write event
+        if (pending() > 0) armWrite();
+      }
+    }
+    listener_->onConnected(error);
+    return;
+  }
+  if (!flush()) {
+    int error = errno;
+    stop();
+    listener_->onWriteError(error);
+    return;
+  }
+  if (pending() == 0) {
+    event_del(write_ev_.get());
+    writing_ = false;
+  }
+  listener_->onFlushed();
+}
+
+void StreamSocket::stop() {
+  if (read_ev_) event_del(read_ev_.get());
+  if (write_ev_) event_del(write_ev_.get());
+  reading_ = false;
+  writing_ = false;
+}
+
+void StreamSocket::close() {
+  read_ev_.reset();
+  write_ev_.reset();
+  reading_ = false;
+  writing_ = false;
+  connecting_ = false;
+  connect_error_ = 0;
+  out_.clear();
+  out_off_ = 0;
+  borrowed_ = {};
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+}  // namespace airbag::http

@@ -1,0 +1,125 @@
+// A non-blocking TCP socket on one worker's event loop, for the data plane's
+// two sides (client connections and upstream connections): one persistent
+// read event, a write event armed only while output is queued, reads into
+// memory the caller owns (no FIONREAD round trip before each read), and
+// write-first sends whose unsent remainder is kept in a buffer we own.
+#pragma once
+
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include <cstddef>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/time/time.h"
+
+struct event;
+struct event_base;
+
+namespace airbag::http {
+
+struct EventFree {
+  void operator()(event* e) const;
+};
+// An event made with event_new; freed (and so removed) with its owner.
+using EventPtr = std::unique_ptr<event, EventFree>;
+
+class StreamSocket {
+ public:
+  // Told what happened on the socket; every call comes from the event loop,
+  // never from inside a StreamSocket method the listener called.
+  class Listener {
+   public:
+    // The socket is readable (data, the end of the stream or an error waits):
+    // call read().
+    virtual void onReadable() = 0;
+    // Queued output was sent; pending() says how much is left (0: drained, and
+    // the write event is off).
+    virtual void onFlushed() {}
+    // Sending queued output failed: the peer is gone. `error` is the errno.
+    virtual void onWriteError(int error) = 0;
+    // connect() finished: 0, or the errno (ETIMEDOUT when the timeout passed).
+    virtual void onConnected(int error) { (void)error; }
+
+   protected:
+    ~Listener() = default;
+  };
+
+  // What the caller promises about the bytes given to write().
+  enum class Keep {
+    kCopy,    // the bytes may go away after write() returns: keep a copy of the rest
+    kBorrow,  // the bytes stay valid until the socket is drained or closed
+  };
+
+  // `base` and `listener` must outlive the socket. Worker thread only.
+  StreamSocket(event_base* base, Listener* listener);
+  ~StreamSocket();
+  StreamSocket(const StreamSocket&) = delete;
+  StreamSocket& operator=(const StreamSocket&) = delete;
+
+  // Takes ownership of a connected, non-blocking socket. Reading starts off.
+  // False if the events could not be made (the socket is closed then).
+  bool adopt(int fd);
+  // Starts a non-blocking connect; onConnected reports how it ended, from the
+  // loop. False only when no socket could be made. Output written meanwhile is
+  // queued and sent once connected.
+  bool connect(const sockaddr* address, socklen_t length, absl::Duration timeout);
+
+  bool connecting() const { return connecting_; }
+  int fd() const { return fd_; }
+
+  // Reads at most `capacity` bytes into `buf`. Returns the count (> 0), 0 at
+  // the end of the stream, kWouldBlock when nothing is there yet, kFailed on
+  // an error (errno says which).
+  static constexpr ssize_t kWouldBlock = -1;
+  static constexpr ssize_t kFailed = -2;
+  ssize_t read(char* buf, size_t capacity);
+
+  // Turns the read event on or off (cheap when it already is).
+  void setReading(bool on);
+  bool reading() const { return reading_; }
+
+  // Sends `parts` in order after whatever is queued: straight to the socket
+  // when nothing is (write-first, one sendmsg for all parts), the rest queued
+  // and the write event armed until it drains. An error is reported through
+  // onWriteError from the loop, never from here.
+  void write(std::initializer_list<std::string_view> parts, Keep keep = Keep::kCopy);
+  // Bytes queued and not yet taken by the kernel.
+  size_t pending() const { return out_.size() - out_off_ + borrowed_.size(); }
+  // True while the write event is on: queued output, or a connect under way.
+  bool writeArmed() const { return writing_; }
+
+  // No further callbacks: both events off. The socket stays open until close()
+  // or destruction.
+  void stop();
+  // Frees the events and closes the socket.
+  void close();
+
+ private:
+  static void readCb(int, short, void* arg);
+  static void writeCb(int, short what, void* arg);
+  void onWriteEvent(short what);
+  bool makeEvents();
+  void queue(std::string_view part, Keep keep);
+  void armWrite();
+  // Sends what is queued; false on an error (errno set).
+  bool flush();
+
+  event_base* base_;
+  Listener* listener_;
+  int fd_ = -1;
+  EventPtr read_ev_;
+  EventPtr write_ev_;
+  std::string out_;  // owned bytes not yet sent, from out_off_ on
+  size_t out_off_ = 0;
+  std::string_view borrowed_;  // queued after out_: the caller keeps it alive
+  int connect_error_ = 0;      // a connect() that failed at once, reported from the loop
+  bool reading_ = false;
+  bool writing_ = false;
+  bool connecting_ = false;
+};
+
+}  // namespace airbag::http
