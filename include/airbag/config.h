@@ -74,10 +74,22 @@ struct UpstreamTlsConfig {
   std::string sni;  // empty = host of the url
 };
 
+// Active probes, sent once per process (not per worker).
 struct HealthCheckConfig {
-  std::string path = "/health";
+  std::string path = "/health";  // from the server's root, not under the url's base path
   absl::Duration interval = absl::Seconds(5);
   absl::Duration timeout = absl::Seconds(1);
+  uint32_t rise = 2;             // consecutive passes that mark an unhealthy upstream healthy
+  uint32_t fall = 3;             // consecutive failures that mark a healthy upstream unhealthy
+  std::vector<int> expect{200};  // statuses that pass
+};
+
+// Passive health: connect failures seen by real requests take the upstream
+// out for a while, so a dead model costs no connect per request.
+struct PassiveHealthConfig {
+  uint32_t consecutive_connect_failures = 3;
+  absl::Duration down_for = absl::Seconds(1);      // doubles while it stays down...
+  absl::Duration max_down_for = absl::Seconds(30);  // ...up to this
 };
 
 struct UpstreamConfig {
@@ -92,6 +104,7 @@ struct UpstreamConfig {
   uint32_t max_connections = 256;
   std::optional<UpstreamTlsConfig> tls;
   std::optional<HealthCheckConfig> health;
+  std::optional<PassiveHealthConfig> passive;
   SourceLoc loc;
 };
 
@@ -271,9 +284,14 @@ struct RouteConfig {
   SourceLoc loc;
 };
 
+struct ReadinessConfig {
+  bool require_upstream = false;  // /readyz fails while a probed primary upstream is unhealthy
+};
+
 struct Config {
   std::string source_path;  // the file it was loaded from
   ListenConfig listen;
+  ReadinessConfig readiness;
   AdminConfig admin;
   LogConfig log;
   std::optional<SheddingConfig> shedding;

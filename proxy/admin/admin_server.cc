@@ -216,6 +216,11 @@ AdminResponse AdminRouter::route(const AdminRequest& req) const {
     if (!isRead(m)) return methodNotAllowed(m, "GET, HEAD");
     return routes({});
   }
+  if (path == "/upstreams") {
+    if (!isRead(m)) return methodNotAllowed(m, "GET, HEAD");
+    if (!hooks_.upstreams) return notImplemented("upstreams");
+    return jsonResponse(200, hooks_.upstreams());
+  }
   if (path == "/drain") {
     if (m != "POST") return methodNotAllowed(m, "POST");
     if (!hooks_.drain) return notImplemented("drain");
@@ -273,6 +278,8 @@ AdminResponse AdminRouter::readyz() const {
   if (cfg == nullptr) reasons.push_back("config_not_loaded");
   if (hooks_.listeners_up && !hooks_.listeners_up()) reasons.push_back("listeners_down");
   if (hooks_.draining && hooks_.draining()) reasons.push_back("draining");
+  if (hooks_.readiness_problems)
+    for (std::string& r : hooks_.readiness_problems()) reasons.push_back(std::move(r));
   if (reasons.empty()) return jsonResponse(200, Json{{"ready", true}});
   return jsonResponse(503, Json{{"ready", false}, {"reasons", reasons}});
 }

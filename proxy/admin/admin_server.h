@@ -33,6 +33,11 @@ struct AdminHooks {
   std::function<std::string(const Config&)> config_json;  // default: config::toJson
   // Live state of a route (breaker, bulkhead, budget, cache, fault).
   std::function<nlohmann::json(const Config&, std::string_view route)> route_state;
+  // GET /upstreams: each upstream's health, passive state and connections.
+  std::function<nlohmann::json()> upstreams;
+  // Extra reasons /readyz is not ready (a probed primary upstream is down
+  // under readiness.require_upstream); empty when none.
+  std::function<std::vector<std::string>()> readiness_problems;
   std::function<bool()> listeners_up;
   std::function<bool()> draining;
   std::function<void()> drain;           // POST /drain

@@ -290,6 +290,7 @@ std::string toJson(const Config& config) {
                 {"format", config.log.format == LogFormat::kJson ? "json" : "text"}};
   if (config.shedding) out["shedding"] = {{"max_in_flight", config.shedding->max_in_flight}};
   out["cache"] = {{"max_bytes", config.cache.max_bytes}};
+  out["readiness"] = {{"require_upstream", config.readiness.require_upstream}};
   Json upstreams = Json::object();
   for (const UpstreamConfig& u : config.upstreams) {
     Json up = {{"url", u.url},
@@ -304,7 +305,15 @@ std::string toJson(const Config& config) {
     if (u.health) {
       up["health"] = {{"path", u.health->path},
                       {"interval", duration(u.health->interval)},
-                      {"timeout", duration(u.health->timeout)}};
+                      {"timeout", duration(u.health->timeout)},
+                      {"rise", u.health->rise},
+                      {"fall", u.health->fall},
+                      {"expect", u.health->expect}};
+    }
+    if (u.passive) {
+      up["passive"] = {{"consecutive_connect_failures", u.passive->consecutive_connect_failures},
+                       {"down_for", duration(u.passive->down_for)},
+                       {"max_down_for", duration(u.passive->max_down_for)}};
     }
     upstreams[u.name] = std::move(up);
   }

@@ -123,7 +123,7 @@ absl::StatusOr<std::shared_ptr<const Config>> Loader::load(std::string_view raw)
 
 void Loader::readRoot(const YAML::Node& root) {
   MapReader m(diag_, root, "the configuration",
-              {"listen", "admin", "log", "shedding", "cache", "upstreams", "routes"});
+              {"listen", "admin", "log", "shedding", "cache", "readiness", "upstreams", "routes"});
   if (!m.valid()) return;
   if (const Entry* e = m.find("listen")) readListen(*e);
   if (const Entry* e = m.find("admin")) readAdmin(*e);
@@ -139,6 +139,11 @@ void Loader::readRoot(const YAML::Node& root) {
   if (const Entry* e = m.find("cache")) {
     MapReader c(diag_, e->value, "cache", {"max_bytes"});
     if (auto v = read_.size(c.find("max_bytes"), 1)) config_.cache.max_bytes = *v;
+  }
+  if (const Entry* e = m.find("readiness")) {
+    MapReader r(diag_, e->value, "readiness", {"require_upstream"});
+    if (auto v = read_.boolean(r.find("require_upstream")))
+      config_.readiness.require_upstream = *v;
   }
   if (const Entry* e = m.require("upstreams")) readUpstreams(*e);
   if (const Entry* e = m.require("routes")) readRoutes(*e);
@@ -256,7 +261,7 @@ void Loader::readUpstreams(const Entry& e) {
 
 void Loader::readUpstream(const Entry& e, UpstreamConfig& u) {
   const std::string what = strCat("upstream '", u.name, "'");
-  MapReader m(diag_, e.value, what, {"url", "connect_timeout", "max_connections", "tls", "health"});
+  MapReader m(diag_, e.value, what, {"url", "connect_timeout", "max_connections", "tls", "health", "passive"});
   if (!m.valid()) return;
   if (e.value.IsNull()) {
     diag_.error(e.key_mark, strCat(what, " needs a 'url'"));
@@ -278,7 +283,8 @@ void Loader::readUpstream(const Entry& e, UpstreamConfig& u) {
     if (tm.valid()) u.tls = tls;
   }
   if (const Entry* h = m.find("health")) {
-    MapReader hm(diag_, h->value, strCat(what, " health"), {"path", "interval", "timeout"});
+    MapReader hm(diag_, h->value, strCat(what, " health"),
+                 {"path", "interval", "timeout", "rise", "fall", "expect"});
     HealthCheckConfig health;
     if (const Entry* p = hm.find("path")) {
       if (auto v = read_.string(p)) {
@@ -291,12 +297,41 @@ void Loader::readUpstream(const Entry& e, UpstreamConfig& u) {
     }
     if (auto v = read_.duration(hm.find("interval"), false)) health.interval = *v;
     if (auto v = read_.duration(hm.find("timeout"), false)) health.timeout = *v;
+    if (auto v = read_.integer(hm.find("rise"), 1, 100)) health.rise = static_cast<uint32_t>(*v);
+    if (auto v = read_.integer(hm.find("fall"), 1, 100)) health.fall = static_cast<uint32_t>(*v);
+    if (const Entry* x = hm.find("expect")) {
+      if (auto v = read_.statusList(x)) {
+        if (v->empty()) {
+          diag_.error(x->mark(), "'expect' must list at least one status");
+        } else {
+          health.expect = *v;
+        }
+      }
+    }
     if (health.timeout > health.interval) {
       diag_.error(hm.mark(),
                   strCat("health timeout (", durationText(health.timeout),
                          ") exceeds the interval (", durationText(health.interval), ")"));
     }
     if (hm.valid()) u.health = health;
+  }
+  if (const Entry* p = m.find("passive")) {
+    MapReader pm(diag_, p->value, strCat(what, " passive"),
+                 {"consecutive_connect_failures", "down_for", "max_down_for"});
+    PassiveHealthConfig passive;
+    if (auto v = read_.integer(pm.find("consecutive_connect_failures"), 1, 1000))
+      passive.consecutive_connect_failures = static_cast<uint32_t>(*v);
+    if (auto v = read_.duration(pm.find("down_for"), false)) passive.down_for = *v;
+    if (auto v = read_.duration(pm.find("max_down_for"), false)) {
+      passive.max_down_for = *v;
+    } else if (passive.down_for > passive.max_down_for) {
+      passive.max_down_for = passive.down_for;
+    }
+    if (passive.max_down_for < passive.down_for) {
+      diag_.error(pm.mark(), strCat("passive max_down_for (", durationText(passive.max_down_for),
+                                    ") is below down_for (", durationText(passive.down_for), ")"));
+    }
+    if (pm.valid()) u.passive = passive;
   }
 }
 
@@ -310,15 +345,14 @@ void Loader::parseUrl(const Entry& e, UpstreamConfig& u) {
   };
   if (absl::StartsWithIgnoreCase(toAbsl(rest), "https://")) {
     u.https = true;
-    diag_.error(e.mark(), strCat("https upstreams are not supported yet (url '", *s,
-                                 "'); use an http:// url"));
+    rest.remove_prefix(8);
+  } else if (absl::StartsWithIgnoreCase(toAbsl(rest), "http://")) {
+    rest.remove_prefix(7);
+  } else {
+    fail("expected http[s]://host[:port][/base/path]");
     return;
   }
-  if (!absl::StartsWithIgnoreCase(toAbsl(rest), "http://")) {
-    fail("expected http://host[:port][/base/path]");
-    return;
-  }
-  rest.remove_prefix(7);
+  const uint16_t default_port = u.https ? 443 : 80;
   const size_t path_start = rest.find('/');
   std::string_view authority = rest.substr(0, path_start);
   std::string_view path = path_start == std::string_view::npos ? "" : rest.substr(path_start);
@@ -335,13 +369,14 @@ void Loader::parseUrl(const Entry& e, UpstreamConfig& u) {
     fail("missing host");
     return;
   }
-  // host[:port], the port defaulting to 80.
+  // host[:port], the port defaulting to 80 (443 for https).
   const bool bracketed = authority[0] == '[';
   const size_t close = bracketed ? authority.find(']') : 0;
   const bool has_port = bracketed
                             ? (close != std::string_view::npos && close + 1 < authority.size())
                             : authority.find(':') != std::string_view::npos;
-  std::string with_port = has_port ? std::string(authority) : strCat(authority, ":80");
+  std::string with_port =
+      has_port ? std::string(authority) : strCat(authority, ":", default_port);
   absl::StatusOr<HostPort> hp = parseHostPort(with_port);
   if (!hp.ok()) {
     std::string why(hp.status().message());
@@ -357,7 +392,7 @@ void Loader::parseUrl(const Entry& e, UpstreamConfig& u) {
   u.host = hp->host;
   u.port = hp->port;
   const std::string host = bracketed ? strCat("[", u.host, "]") : u.host;
-  u.host_header = u.port == 80 ? host : strCat(host, ":", u.port);
+  u.host_header = u.port == default_port ? host : strCat(host, ":", u.port);
   while (!path.empty() && path.back() == '/') path.remove_suffix(1);
   u.base_path = std::string(path);
 }

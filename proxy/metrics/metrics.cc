@@ -314,6 +314,15 @@ Registry::Registry(absl::Time start_time) : start_time_(start_time) {
                     "Upstream answers that failed the route's validation.", {"route"});
   f.config_reloads_total =
       defineCounter("airbag_config_reloads_total", "Configuration reloads, by result.", {"result"});
+  f.upstream_healthy = defineGauge(
+      "airbag_upstream_healthy",
+      "1 while requests may go to the upstream, 0 while probes or connect failures hold it down.",
+      {"upstream"}, GaugeMerge::kMax);
+  f.health_probes_total =
+      defineCounter("airbag_health_probes_total",
+                    "Active health probes, by result: pass, fail (unexpected status), timeout, "
+                    "connect, error.",
+                    {"upstream", "result"});
 }
 
 Registry::~Registry() = default;

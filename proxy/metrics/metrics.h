@@ -70,6 +70,8 @@ struct Families {
   FamilyId fallbacks_total;               // {route,level}
   FamilyId validation_failures_total;     // {route}
   FamilyId config_reloads_total;          // {result}
+  FamilyId upstream_healthy;              // {upstream} gauge, 1 usable 0 down
+  FamilyId health_probes_total;           // {upstream,result}
 };
 
 class Registry;

@@ -319,9 +319,15 @@ void Exchange::startAttempt(absl::Time now) {
   }
   // A retry asks the breaker again: one that opened meanwhile stops it.
   if (!acquirePermit(now)) return;
-  policy::TryDeadlines d = policy::tryDeadlines(now, r_.deadline, r_.route->timeout);
   const Snapshot& snap = *r_.snapshot;
   int up = snap.route_upstream[r_.route_index];
+  // An upstream the probes or its connect failures marked down is not tried
+  // at all: like an open breaker, the ladder takes over without a connect.
+  if (!snap.upstreams[static_cast<size_t>(up)].health->usable(now)) {
+    runFallback(Failure::kUnavailable, now);
+    return;
+  }
+  policy::TryDeadlines d = policy::tryDeadlines(now, r_.deadline, r_.route->timeout);
   launchTry(*snap.upstreams[static_cast<size_t>(up)].config,
             ctx_.upstreams[static_cast<size_t>(up)], d.end, d.first_byte, now);
 }

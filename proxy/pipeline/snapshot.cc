@@ -87,6 +87,10 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> Snapshot::build(
     std::memcpy(&r.address, res->ai_addr, res->ai_addrlen);
     r.address_len = res->ai_addrlen;
     freeaddrinfo(res);
+    if (previous)
+      for (const ResolvedUpstream& old : previous->upstreams)
+        if (old.config->name == u.name) r.health = old.health;
+    if (!r.health) r.health = std::make_shared<upstream::UpstreamHealth>(u.name);
     snap->upstreams.push_back(r);
   }
   for (const RouteConfig& rc : config->routes) {
@@ -138,6 +142,9 @@ void Snapshot::commit() const {
   for (const auto& r : runtimes) r->commit();
   cache->setMaxBytes(config->cache.max_bytes);
   if (shedder) shedder->reconfigure(*config->shedding);
+  // An upstream no longer probed is no longer held down by old probes.
+  for (const ResolvedUpstream& u : upstreams)
+    if (!u.config->health) u.health->resetProbes();
 }
 
 RouteRuntime* Snapshot::runtime(std::string_view name) const {

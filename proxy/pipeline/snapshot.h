@@ -15,6 +15,7 @@
 #include "policy/cache_store.h"
 #include "proxy/json/rules.h"
 #include "proxy/pipeline/route_runtime.h"
+#include "proxy/upstream/upstream_health.h"
 
 namespace re2 {
 class RE2;
@@ -26,6 +27,9 @@ struct ResolvedUpstream {
   const UpstreamConfig* config = nullptr;
   sockaddr_storage address{};
   socklen_t address_len = 0;
+  // Health shared by every worker and the health checker; carried over on
+  // reload for an upstream whose name is unchanged.
+  std::shared_ptr<upstream::UpstreamHealth> health;
 };
 
 class RouteTable {

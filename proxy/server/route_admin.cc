@@ -5,6 +5,7 @@
 
 #include "proxy/config/config_json.h"
 #include "proxy/metrics/metrics.h"
+#include "proxy/server/upstream_admin.h"
 
 namespace airbag::server {
 namespace {
@@ -42,6 +43,12 @@ Json routeState(const pipeline::Snapshot& snap, std::string_view route, absl::Ti
   } else {
     j["circuit"] = nullptr;
   }
+  for (size_t i = 0; i < snap.config->routes.size(); ++i)
+    if (snap.config->routes[i].name == route && snap.route_upstream[i] >= 0) {
+      const pipeline::ResolvedUpstream& u =
+          snap.upstreams[static_cast<size_t>(snap.route_upstream[i])];
+      j["upstream"] = {{"name", u.config->name}, {"health", upstreamHealthJson(u, now)}};
+    }
   policy::Bulkhead::Stats bh = rt->bulkhead().stats();
   j["bulkhead"] = {{"in_flight", bh.in_flight}, {"queued", bh.queued}, {"rejected", bh.rejected}};
   policy::RetryBudget::Stats bs = rt->budget().stats(now);

@@ -26,7 +26,10 @@
 #include "proxy/metrics/metrics.h"
 #include "proxy/pipeline/snapshot.h"
 #include "proxy/server/route_admin.h"
+#include "proxy/server/upstream_admin.h"
 #include "proxy/server/worker.h"
+#include "proxy/upstream/curl_client.h"
+#include "proxy/upstream/health_checker.h"
 #include "spdlog/spdlog.h"
 
 namespace airbag::server {
@@ -106,6 +109,7 @@ class Process {
   std::shared_ptr<const pipeline::Snapshot> snapshot_ ABSL_GUARDED_BY(snapshot_mu_);
   absl::Mutex reload_mu_;  // one reload at a time
   metrics::Registry* registry_ = nullptr;
+  std::unique_ptr<upstream::HealthChecker> health_;  // probes once per process
   std::vector<std::unique_ptr<Worker>> workers_;
   std::atomic<bool> draining_{false};
   std::atomic<bool> listeners_up_{false};
@@ -148,12 +152,18 @@ absl::StatusOr<int> Process::run() {
   }
   registry_ = &registry;
   registry.addCollector([this](metrics::WorkerMetrics& out) {
-    collectRouteMetrics(*snapshot(), out, absl::Now());
+    std::shared_ptr<const pipeline::Snapshot> snap = snapshot();
+    collectRouteMetrics(*snap, out, absl::Now());
+    collectUpstreamMetrics(*snap, out, absl::Now());
   });
   worker_exit_ = event_new(base_.get(), -1, EV_PERSIST, &Process::workerExitCb, this);
   auto worker_log = log::makeLogger("worker", config.log);
   auto admin_log = log::makeLogger("admin", config.log);
-  loggers_ = {log_, worker_log, admin_log};
+  auto health_log = log::makeLogger("health", config.log);
+  loggers_ = {log_, worker_log, admin_log, health_log};
+  upstream::initCurl();  // before any thread uses libcurl
+  health_ = std::make_unique<upstream::HealthChecker>(health_log, &registry.global());
+  health_->update(healthTargets(**initial));
   for (int i = 0; i < workers; ++i) {
     workers_.push_back(std::make_unique<Worker>(i, fds[static_cast<size_t>(i)], *initial,
                                                 registry.addShard(), sink->get(), worker_log,
@@ -177,6 +187,8 @@ absl::StatusOr<int> Process::run() {
   hooks.cache_purge = [this](std::optional<std::string_view> route) {
     return purgeCache(*snapshot(), route);
   };
+  hooks.upstreams = [this] { return upstreamsState(*snapshot(), absl::Now()); };
+  hooks.readiness_problems = [this] { return readinessProblems(*snapshot()); };
   hooks.listeners_up = [this] { return listeners_up_.load(); };
   hooks.draining = [this] { return draining_.load(); };
   hooks.drain = [this] {
@@ -189,6 +201,7 @@ absl::StatusOr<int> Process::run() {
   // Workers first, then the admin port: once /healthz answers, /readyz
   // already sees the listeners up.
   for (auto& w : workers_) w->start();
+  health_->start();
   listeners_up_.store(true);
   auto admin = admin::AdminServer::start(config.admin, hooks, registry, admin_log);
   if (!admin.ok()) {
@@ -213,6 +226,7 @@ absl::StatusOr<int> Process::run() {
   for (auto& w : workers_) w->requestStop();
   for (auto& w : workers_) w->join();
   (*admin)->stop();
+  health_.reset();
   workers_.clear();
   event_free(sigterm);
   event_free(sigint);
@@ -274,6 +288,7 @@ absl::StatusOr<std::vector<std::string>> Process::reload() {
     snapshot_ = *next;
   }
   for (auto& w : workers_) w->updateSnapshot(*next);
+  health_->update(healthTargets(**next));
   registry_->recordConfigReload(true);
   log_->info("reloaded {} ({} route(s))", path, now.routes.size());
   return warnings;

@@ -70,6 +70,8 @@ Worker::~Worker() {
   if (listener_) evconnlistener_free(listener_);
   access_log_.flush();
   ctx_.upstreams.clear();
+  passive_.clear();
+  curl_clients_.clear();
   pools_.clear();
 }
 
@@ -78,25 +80,48 @@ void Worker::applySnapshot(std::shared_ptr<const pipeline::Snapshot> snapshot) {
   size_t workers = static_cast<size_t>(std::max(1, config.listen.workers));
   std::vector<UpstreamClient*> clients;
   for (const pipeline::ResolvedUpstream& u : snapshot->upstreams) {
-    upstream::HttpPoolOptions o;
-    o.name = u.config->name;
-    o.address = u.address;
-    o.address_len = u.address_len;
-    o.connect_timeout = u.config->connect_timeout;
     // max_connections is per upstream for the whole process.
-    o.max_connections = std::max<uint32_t>(
+    uint32_t max_connections = std::max<uint32_t>(
         1, static_cast<uint32_t>((u.config->max_connections + workers - 1) / workers));
-    upstream::HttpPool* found = nullptr;
-    for (auto& p : pools_)
-      if (p->sameOptions(o)) found = p.get();
-    if (!found) {
-      pools_.push_back(std::make_unique<upstream::HttpPool>(ctx_.base, o, ctx_.metrics));
-      found = pools_.back().get();
-    }
-    clients.push_back(found);
+    UpstreamClient* client = u.config->https ? httpsClient(u, max_connections)
+                                             : httpClient(u, max_connections);
+    if (u.config->passive) client = passiveClient(client, u);
+    clients.push_back(client);
   }
   ctx_.upstreams = std::move(clients);
   ctx_.snapshot = std::move(snapshot);
+}
+
+UpstreamClient* Worker::httpClient(const pipeline::ResolvedUpstream& u, uint32_t max_connections) {
+  upstream::HttpPoolOptions o;
+  o.name = u.config->name;
+  o.address = u.address;
+  o.address_len = u.address_len;
+  o.connect_timeout = u.config->connect_timeout;
+  o.max_connections = max_connections;
+  for (auto& p : pools_)
+    if (p->sameOptions(o)) return p.get();
+  pools_.push_back(std::make_unique<upstream::HttpPool>(ctx_.base, o, ctx_.metrics));
+  return pools_.back().get();
+}
+
+UpstreamClient* Worker::httpsClient(const pipeline::ResolvedUpstream& u,
+                                    uint32_t max_connections) {
+  upstream::CurlClientOptions o = upstream::curlOptions(u.config->name, *u.config, &u.address);
+  o.max_connections = max_connections;
+  for (auto& c : curl_clients_)
+    if (c->options() == o) return c.get();
+  curl_clients_.push_back(
+      std::make_unique<upstream::CurlClient>(ctx_.base, o, ctx_.metrics, ctx_.logger));
+  return curl_clients_.back().get();
+}
+
+UpstreamClient* Worker::passiveClient(UpstreamClient* inner, const pipeline::ResolvedUpstream& u) {
+  for (auto& p : passive_)
+    if (p->sameAs(inner, u.health.get(), *u.config->passive)) return p.get();
+  passive_.push_back(std::make_unique<upstream::PassiveHealthClient>(inner, u.health,
+                                                                     *u.config->passive, clock_));
+  return passive_.back().get();
 }
 
 void Worker::updateSnapshot(std::shared_ptr<const pipeline::Snapshot> snapshot) {

@@ -21,7 +21,9 @@
 #include "proxy/pipeline/event_dispatcher.h"
 #include "proxy/pipeline/inbox.h"
 #include "proxy/pipeline/worker_context.h"
+#include "proxy/upstream/curl_client.h"
 #include "proxy/upstream/http_pool.h"
+#include "proxy/upstream/passive_health_client.h"
 
 struct evconnlistener;
 
@@ -75,6 +77,10 @@ class Worker {
   void onDrain();
   void closeListener();
   void applySnapshot(std::shared_ptr<const pipeline::Snapshot> snapshot);
+  // This worker's client for an upstream: found among those made before, or new.
+  UpstreamClient* httpClient(const pipeline::ResolvedUpstream& u, uint32_t max_connections);
+  UpstreamClient* httpsClient(const pipeline::ResolvedUpstream& u, uint32_t max_connections);
+  UpstreamClient* passiveClient(UpstreamClient* inner, const pipeline::ResolvedUpstream& u);
   void maybeExit();
 
   int index_;
@@ -92,6 +98,9 @@ class Worker {
   // Every pool ever made: a pool replaced on reload may still carry requests
   // that started before, so it is kept (idle) rather than freed.
   std::vector<std::unique_ptr<upstream::HttpPool>> pools_;
+  // The same for https:// upstreams (libcurl) and the passive-health wrappers.
+  std::vector<std::unique_ptr<upstream::CurlClient>> curl_clients_;
+  std::vector<std::unique_ptr<upstream::PassiveHealthClient>> passive_;
   absl::Mutex pending_mu_;
   std::shared_ptr<const pipeline::Snapshot> pending_ ABSL_GUARDED_BY(pending_mu_);
   std::list<std::unique_ptr<ClientConnection>> conns_;

@@ -568,13 +568,26 @@ const ErrorCase kFileErrors[] = {
      "upstreams: {m: {url: \"http://h:1\"}}\nroutes: [{name: r, upstream: m, match: {}}]\n"
      "upstreams: {}\n",
      "t.yaml:3:1: duplicate key 'upstreams' in the configuration (first at line 1)", true},
-    {"HttpsUpstream",
-     "upstreams:\n  m: {url: \"https://api.example.com\"}\nroutes: [{name: r, upstream: m, match: "
-     "{}}]\n",
-     "t.yaml:2:12: https upstreams are not supported yet", true},
+    {"HealthRiseZero",
+     "upstreams:\n  m: {url: \"http://h:1\", health: {rise: 0}}\nroutes: [{name: r, upstream: m, "
+     "match: {}}]\n",
+     "t.yaml:2:41: 'rise' must be a whole number in 1..100, got '0'", true},
+    {"HealthExpectEmpty",
+     "upstreams:\n  m: {url: \"http://h:1\", health: {expect: []}}\nroutes: [{name: r, upstream: "
+     "m, match: {}}]\n",
+     "t.yaml:2:43: 'expect' must list at least one status", true},
+    {"PassiveUnknownKey",
+     "upstreams:\n  m: {url: \"http://h:1\", passive: {down: 1s}}\nroutes: [{name: r, upstream: m, "
+     "match: {}}]\n",
+     "t.yaml:2:36: unknown key 'down' in upstream 'm' passive (did you mean 'down_for'?)", true},
+    {"ReadinessUnknownKey",
+     "readiness: {require: true}\nupstreams: {m: {url: \"http://h:1\"}}\nroutes: [{name: r, "
+     "upstream: m, match: {}}]\n",
+     "t.yaml:1:13: unknown key 'require' in readiness", true},
     {"UrlWithoutScheme",
      "upstreams:\n  m: {url: \"127.0.0.1:8000\"}\nroutes: [{name: r, upstream: m, match: {}}]\n",
-     "t.yaml:2:12: invalid upstream url '127.0.0.1:8000': expected http://host[:port][/base/path]",
+     "t.yaml:2:12: invalid upstream url '127.0.0.1:8000': expected "
+     "http[s]://host[:port][/base/path]",
      true},
     {"UrlWithQuery",
      "upstreams:\n  m: {url: \"http://h:1/a?b=c\"}\nroutes: [{name: r, upstream: m, match: {}}]\n",
@@ -638,7 +651,7 @@ TEST(ConfigLoaderTest, ReportsEveryErrorSortedByPosition) {
   std::vector<std::string> errors = loadErrors(
       "listen: {address: nowhere}\n"
       "upstreams:\n"
-      "  model: {url: \"https://x\"}\n"
+      "  model: {url: \"ftp://x\"}\n"
       "routes:\n"
       "  - name: a\n"
       "    upstream: model\n"
@@ -651,13 +664,59 @@ TEST(ConfigLoaderTest, ReportsEveryErrorSortedByPosition) {
   EXPECT_THAT(
       errors,
       ElementsAre("t.yaml:1:19: 'address': invalid address 'nowhere': missing ':port'",
-                  "t.yaml:3:16: https upstreams are not supported yet (url 'https://x'); use an "
-                  "http:// url",
+                  "t.yaml:3:16: invalid upstream url 'ftp://x': expected "
+                  "http[s]://host[:port][/base/path]",
                   "t.yaml:7:25: 'path_regex' is not a valid RE2 regular expression: missing ): (",
                   "t.yaml:8:35: timeout.per_try (2s) exceeds timeout.total (1s)",
                   "t.yaml:9:5: unknown key 'retyr' in route (did you mean 'retry'?)",
                   "t.yaml:10:11: duplicate route name 'a' (first at line 5)",
                   "t.yaml:11:15: unknown upstream 'nope'; defined upstreams: model"));
+}
+
+TEST(ConfigLoaderTest, HttpsUpstreamWithHealthPassiveAndReadiness) {
+  auto c = loadOk(
+      "readiness: {require_upstream: true}\n"
+      "upstreams:\n"
+      "  hosted:\n"
+      "    url: https://api.example.com/v1/\n"
+      "    tls: {ca: ca.pem, verify: false, sni: other.example.com}\n"
+      "    health: {path: /ready, interval: 2s, timeout: 500ms, rise: 1, fall: 4, "
+      "expect: [200, 204]}\n"
+      "    passive: {consecutive_connect_failures: 5, down_for: 2s}\n"
+      "  local: {url: \"https://10.0.0.1:8443\", health: {}, passive: {down_for: 1m}}\n"
+      "routes: [{name: r, upstream: hosted, match: {}}]\n");
+  ASSERT_NE(c, nullptr);
+  EXPECT_TRUE(c->readiness.require_upstream);
+  const UpstreamConfig& u = c->upstreams[0];
+  EXPECT_TRUE(u.https);
+  EXPECT_EQ(u.host, "api.example.com");
+  EXPECT_EQ(u.port, 443);
+  EXPECT_EQ(u.host_header, "api.example.com");
+  EXPECT_EQ(u.base_path, "/v1");
+  ASSERT_TRUE(u.tls.has_value());
+  EXPECT_EQ(u.tls->ca, "ca.pem");
+  EXPECT_FALSE(u.tls->verify);
+  EXPECT_EQ(u.tls->sni, "other.example.com");
+  ASSERT_TRUE(u.health.has_value());
+  EXPECT_EQ(u.health->path, "/ready");
+  EXPECT_EQ(u.health->rise, 1u);
+  EXPECT_EQ(u.health->fall, 4u);
+  EXPECT_THAT(u.health->expect, ElementsAre(200, 204));
+  ASSERT_TRUE(u.passive.has_value());
+  EXPECT_EQ(u.passive->consecutive_connect_failures, 5u);
+  EXPECT_EQ(u.passive->down_for, absl::Seconds(2));
+  EXPECT_EQ(u.passive->max_down_for, absl::Seconds(30));
+  const UpstreamConfig& l = c->upstreams[1];
+  EXPECT_EQ(l.port, 8443);
+  EXPECT_EQ(l.host_header, "10.0.0.1:8443");
+  ASSERT_TRUE(l.health.has_value());
+  EXPECT_EQ(l.health->rise, 2u);
+  EXPECT_EQ(l.health->fall, 3u);
+  EXPECT_THAT(l.health->expect, ElementsAre(200));
+  ASSERT_TRUE(l.passive.has_value());
+  EXPECT_EQ(l.passive->consecutive_connect_failures, 3u);
+  // A down_for above the default cap raises the cap with it.
+  EXPECT_EQ(l.passive->max_down_for, absl::Minutes(1));
 }
 
 // Invalid UTF-8 is a config error at its exact byte (yaml-cpp passes such

@@ -1,0 +1,69 @@
+// Active health checks: one thread per process probes every upstream that has
+// `health` (DESIGN.md §8), with libcurl on its own event loop, and records
+// each verdict in the upstream's shared UpstreamHealth, which the workers
+// read. Probing once per process, not once per worker, keeps the load on the
+// model independent of the worker count.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "airbag/config.h"
+#include "proxy/upstream/upstream_health.h"
+
+struct event_base;
+struct event;
+
+namespace spdlog {
+class logger;
+}
+namespace airbag::metrics {
+class WorkerMetrics;
+}
+
+namespace airbag::upstream {
+
+struct HealthTarget {
+  UpstreamConfig config;  // a copy: the checker outlives any one snapshot
+  sockaddr_storage address{};
+  bool has_address = false;
+  std::shared_ptr<UpstreamHealth> health;
+};
+
+class HealthChecker {
+ public:
+  // `metrics` (airbag_health_probes_total; a shard any thread may write, or
+  // null) must outlive the checker.
+  HealthChecker(std::shared_ptr<spdlog::logger> logger, metrics::WorkerMetrics* metrics);
+  ~HealthChecker();  // stops the thread
+  HealthChecker(const HealthChecker&) = delete;
+  HealthChecker& operator=(const HealthChecker&) = delete;
+
+  // Starts the probing thread.
+  void start();
+  // Thread-safe. Probes these targets from now on (those without `health`
+  // are ignored); the first probe of each goes out at once.
+  void update(std::vector<HealthTarget> targets);
+
+ private:
+  class Prober;
+  static void wakeCb(int, short, void* arg);
+  void onWake();
+
+  std::shared_ptr<spdlog::logger> logger_;
+  metrics::WorkerMetrics* metrics_;
+  std::unique_ptr<event_base, void (*)(event_base*)> base_;
+  std::unique_ptr<event, void (*)(event*)> wake_;
+  std::vector<std::unique_ptr<Prober>> probers_;  // checker thread only
+  absl::Mutex mu_;
+  std::vector<HealthTarget> pending_ ABSL_GUARDED_BY(mu_);
+  bool has_pending_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
+}  // namespace airbag::upstream
