@@ -16,6 +16,9 @@ namespace {
 
 // Resume the upstream once the client has taken all but this much.
 constexpr size_t kResumeUpstreamAt = 64 * 1024;
+// The next pipelined request waits while more than this of earlier answers is
+// still unread by the client.
+constexpr size_t kMaxUnreadAnswers = 256 * 1024;
 // Pipelined input kept unparsed while a request is being answered.
 constexpr size_t kMaxQueuedInput = 256 * 1024;
 // A request-body or input buffer larger than this is freed between requests.
@@ -63,7 +66,13 @@ void ClientConnection::onFlushed() {
     if (sock_.pending() == 0) closeNow();
     return;
   }
-  if (sock_.pending() <= kResumeUpstreamAt) exchange_.onDownstreamWritable();
+  if (sock_.pending() > kResumeUpstreamAt) return;
+  if (state_ == State::kWaitingForReader) {
+    state_ = State::kReading;  // the client reads again: on to its next request
+    processInput();
+    return;
+  }
+  exchange_.onDownstreamWritable();
 }
 
 void ClientConnection::onWriteError(int) { closeNow(); }
@@ -76,7 +85,11 @@ void ClientConnection::onEndOfInput() {
   // sending, not gone: it is answered in order, and what cannot be parsed
   // gets its 400 after the complete requests' answers.
   bool more_input = in_off_ < in_.size();
-  if (state_ == State::kProcessing && more_input) {
+  if (state_ == State::kWaitingForReader && !more_input) {
+    closeWhenFlushed();  // nothing more to answer: let it read what it has
+    return;
+  }
+  if ((state_ == State::kProcessing || state_ == State::kWaitingForReader) && more_input) {
     input_ended_ = true;
     updateReading();
     return;
@@ -119,7 +132,9 @@ void ClientConnection::onTimer() {
     return;
   }
   if (state_ != State::kReading) {
-    if (state_ == State::kClosing) closeNow();  // the client stopped reading our last answer
+    // A client that stopped reading our last answer (closing) or the earlier
+    // ones (waiting) is cut at the idle timeout.
+    if (state_ == State::kClosing || state_ == State::kWaitingForReader) closeNow();
     return;
   }
   if (parser_.started() && !parser_.headersComplete()) {
@@ -205,7 +220,9 @@ void ClientConnection::updateReading() {
   // Requests pipelined behind the one being answered are read up to a bound,
   // so that a client closing or resetting is still noticed; past it the
   // kernel's buffers hold the rest.
-  bool on = (state_ == State::kReading || state_ == State::kProcessing) && !input_ended_ &&
+  bool on = (state_ == State::kReading || state_ == State::kProcessing ||
+             state_ == State::kWaitingForReader) &&
+            !input_ended_ &&
             in_.size() - in_off_ <= kMaxQueuedInput;
   sock_.setReading(on);
 }
@@ -298,6 +315,11 @@ void ClientConnection::responseDone(bool close) {
   if (body_.capacity() > kMaxKeptBuffer) std::string().swap(body_);
   refuse_status_ = 0;
   armTimer(worker_.limits().idle_timeout);
+  if (sock_.pending() > kMaxUnreadAnswers) {
+    state_ = State::kWaitingForReader;  // onFlushed goes on once the client reads
+    updateReading();
+    return;
+  }
   // Requests pipelined behind this one are already waiting in the input.
   if (!in_process_input_) processInput();
 }
@@ -328,6 +350,7 @@ void ClientConnection::closeNow() {
 
 void ClientConnection::drain() {
   if (state_ == State::kReading && !parser_.started()) closeNow();
+  if (state_ == State::kWaitingForReader) closeWhenFlushed();
 }
 
 }  // namespace airbag::server

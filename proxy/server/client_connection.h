@@ -57,7 +57,10 @@ class ClientConnection final : public http::MessageParser::Listener,
   void onWriteError(int error) override;
 
  private:
-  enum class State { kReading, kProcessing, kClosing, kClosed };
+  // kWaitingForReader: an answer is done but the client has not read enough
+  // of what was sent; the next pipelined request waits, so a client that
+  // never reads cannot make airbag hold every answer it asked for.
+  enum class State { kReading, kProcessing, kWaitingForReader, kClosing, kClosed };
 
   static void timerCb(int, short, void* arg);
   void onEndOfInput();
