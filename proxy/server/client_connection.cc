@@ -206,11 +206,11 @@ size_t ClientConnection::parseSome(std::string_view data) {
       startRequest();
       continue;
     }
-    if (!was_started && parser_.started() && !header_timer_armed_) {
+    if (parser_.headersComplete()) {
+      armTimer(worker_.limits().idle_timeout);  // body trickling in
+    } else if (!was_started && parser_.started() && !header_timer_armed_) {
       header_timer_armed_ = true;
       armTimer(worker_.limits().header_timeout);
-    } else if (parser_.headersComplete()) {
-      armTimer(worker_.limits().idle_timeout);  // body trickling in
     }
   }
   return used;
@@ -283,7 +283,7 @@ void ClientConnection::refuse(int status, std::string_view code, std::string_vie
     log::AccessLogEntry e;
     e.time = ctx.now();
     e.method = parser_.method();
-    e.path = pathOf(parser_.url());
+    e.path = parser_.url();  // the whole target, query included, as for answered requests
     e.status = status;
     e.source = "none";
     e.bytes_sent = static_cast<int64_t>(out.size());
