@@ -24,21 +24,12 @@ for arg in "$@"; do
 done
 
 # Builds quietly into $1 with the remaining cmake arguments; shows the log if it fails.
-# ccache, when the machine has it, makes the three builds of one run (and the
-# next run) share every object that did not change; paths count from the tree.
-LAUNCHER=()
-if command -v ccache >/dev/null 2>&1; then
-  export CCACHE_BASEDIR="${ROOT}"
-  LAUNCHER=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
-fi
-
 build() {
   local dir="$1"
   shift
   local log
   log="$(mktemp -t airbag-build.XXXXXX)"
-  if ! { cmake -S "${ROOT}" -B "${dir}" "${LAUNCHER[@]}" "$@" &&
-         cmake --build "${dir}" -j "${JOBS}"; } \
+  if ! { cmake -S "${ROOT}" -B "${dir}" "$@" && cmake --build "${dir}" -j "${JOBS}"; } \
       >"${log}" 2>&1; then
     tail -n 200 "${log}" >&2
     rm -f "${log}"
