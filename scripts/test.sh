@@ -42,13 +42,15 @@ build() {
   rm -f "${log}"
 }
 
-# Runs ctest in $1, keeping its summary line in SUMMARY[$1]; returns ctest's status.
+# Runs ctest in $1 (more ctest arguments may follow), keeping its summary line in SUMMARY[$1];
+# returns ctest's status.
 declare -A SUMMARY
 run_ctest() {
   local dir="$1"
+  shift
   local out status=0
   out="$(mktemp -t airbag-ctest.XXXXXX)"
-  (cd "${dir}" && ctest --output-on-failure --no-tests=error -j "${TEST_JOBS}" \
+  (cd "${dir}" && ctest --output-on-failure --no-tests=error -j "${TEST_JOBS}" "$@" \
       "${CTEST_ARGS[@]}") 2>&1 | tee "${out}" || status=$?
   SUMMARY["${dir}"]="$(grep -E '^[0-9]+% tests passed' "${out}" | tail -n 1 || true)"
   [[ -n ${SUMMARY["${dir}"]} ]] || SUMMARY["${dir}"]="no test summary (ctest exit ${status})"
@@ -93,10 +95,10 @@ if [[ ${SANITIZE} -eq 1 ]]; then
   tsan_dir="${ROOT}/build-tsan"
   if build "${tsan_dir}" -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
       -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAIRBAG_TSAN=ON -DAIRBAG_BUILD_BENCH=OFF; then
-    TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" run_ctest "${tsan_dir}/tests/unit" \
+    TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" run_ctest "${tsan_dir}" -L unit \
       || failed=1
   else
-    SUMMARY["${tsan_dir}/tests/unit"]="build failed"
+    SUMMARY["${tsan_dir}"]="build failed"
     failed=1
   fi
 fi
@@ -105,7 +107,7 @@ echo
 if [[ ${SANITIZE} -eq 1 ]]; then
   echo "${FUZZ_SUMMARY}"
   echo "summary of build-tsan/ (unit tests):"
-  echo "${SUMMARY["${ROOT}/build-tsan/tests/unit"]}"
+  echo "${SUMMARY["${ROOT}/build-tsan"]}"
 fi
 echo "summary of build/:"
 echo "${SUMMARY["${ROOT}/build"]}"
