@@ -30,6 +30,7 @@ PACKAGES=(
   prometheus  # for promtool, which checks our metrics exposition and the chart's alerts
   unzip       # the chart tests take helm out of an npm package's zip
   nginx openssl  # the https upstream tests: a TLS peer and throwaway certificates
+  clang libclang-rt-14-dev  # the fuzz targets (libFuzzer) and the ThreadSanitizer build
 )
 
 LOG="$(mktemp -t airbag-setup.XXXXXX)"

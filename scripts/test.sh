@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Builds airbag and runs the whole test suite (unit and integration) in build/. With CI=true or
-# --sanitize it also builds build-asan/ with AddressSanitizer + UBSan and runs the suite there.
-# Exits non-zero if anything failed; the last line printed is ctest's summary.
+# --sanitize it also builds build-asan/ with AddressSanitizer + UBSan and runs the suite there,
+# runs the fuzz targets for a short while (tests/fuzz/run.sh, in build-fuzz/), and runs the unit
+# tests under ThreadSanitizer (build-tsan/, clang). Exits non-zero if anything failed; the last
+# lines printed are ctest's summaries.
 #
 #   scripts/test.sh [--sanitize] [ctest arguments...]
 #
 # Environment: AIRBAG_JOBS (parallel build jobs, default: CPU count),
-#              AIRBAG_TEST_JOBS (parallel tests, default: 2).
+#              AIRBAG_TEST_JOBS (parallel tests, default: 2),
+#              AIRBAG_FUZZ_SECONDS (seconds per fuzz target with --sanitize, default: 30).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,7 +21,7 @@ CTEST_ARGS=()
 for arg in "$@"; do
   case "${arg}" in
     --sanitize) SANITIZE=1 ;;
-    -h|--help) sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) CTEST_ARGS+=("${arg}") ;;
   esac
 done
@@ -39,13 +42,15 @@ build() {
   rm -f "${log}"
 }
 
-# Runs ctest in $1, keeping its summary line in SUMMARY[$1]; returns ctest's status.
+# Runs ctest in $1 (more ctest arguments may follow), keeping its summary line in SUMMARY[$1];
+# returns ctest's status.
 declare -A SUMMARY
 run_ctest() {
   local dir="$1"
+  shift
   local out status=0
   out="$(mktemp -t airbag-ctest.XXXXXX)"
-  (cd "${dir}" && ctest --output-on-failure --no-tests=error -j "${TEST_JOBS}" \
+  (cd "${dir}" && ctest --output-on-failure --no-tests=error -j "${TEST_JOBS}" "$@" \
       "${CTEST_ARGS[@]}") 2>&1 | tee "${out}" || status=$?
   SUMMARY["${dir}"]="$(grep -E '^[0-9]+% tests passed' "${out}" | tail -n 1 || true)"
   [[ -n ${SUMMARY["${dir}"]} ]] || SUMMARY["${dir}"]="no test summary (ctest exit ${status})"
@@ -76,7 +81,34 @@ if [[ ${SANITIZE} -eq 1 ]]; then
   fi
 fi
 
+if [[ ${SANITIZE} -eq 1 ]]; then
+  # Fuzzing: a short run of each target from its committed corpus; a finding fails the run.
+  fuzz_out="$(mktemp -t airbag-fuzz.XXXXXX)"
+  AIRBAG_JOBS="${JOBS}" "${ROOT}/tests/fuzz/run.sh" "${AIRBAG_FUZZ_SECONDS:-30}" 2>&1 \
+    | tee "${fuzz_out}" || failed=1
+  FUZZ_SUMMARY="$(grep -E '^fuzz: .*fuzz targets passed' "${fuzz_out}" | tail -n 1 || true)"
+  [[ -n ${FUZZ_SUMMARY} ]] || FUZZ_SUMMARY="fuzz: no summary (see above)"
+  rm -f "${fuzz_out}"
+
+  # ThreadSanitizer: the unit tests (policy, config, json, http, pipeline, proxy), clang-built.
+  # A race report ends the test with a failure.
+  tsan_dir="${ROOT}/build-tsan"
+  if build "${tsan_dir}" -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+      -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAIRBAG_TSAN=ON -DAIRBAG_BUILD_BENCH=OFF; then
+    TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" run_ctest "${tsan_dir}" -L unit \
+      || failed=1
+  else
+    SUMMARY["${tsan_dir}"]="build failed"
+    failed=1
+  fi
+fi
+
 echo
+if [[ ${SANITIZE} -eq 1 ]]; then
+  echo "${FUZZ_SUMMARY}"
+  echo "summary of build-tsan/ (unit tests):"
+  echo "${SUMMARY["${ROOT}/build-tsan"]}"
+fi
 echo "summary of build/:"
 echo "${SUMMARY["${ROOT}/build"]}"
 if [[ ${SANITIZE} -eq 1 ]]; then

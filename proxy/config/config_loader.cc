@@ -20,6 +20,8 @@
 #include "proxy/config/yaml_reader.h"
 #include "proxy/log/format.h"
 #include "re2/re2.h"
+#include "yaml-cpp/eventhandler.h"
+#include "yaml-cpp/parser.h"
 
 namespace airbag::config {
 namespace internal {
@@ -91,28 +93,79 @@ std::string checkUtf8(std::string_view text, Diagnostics& diag) {
   return out;
 }
 
+// Where each document's root node starts. yaml-cpp 0.7's LoadAll loops forever,
+// allocating, on some malformed text (a line starting with ','), because its
+// parser reports the same empty document again without moving on (fixed
+// upstream after 0.7); reading documents one by one stops where it stalls.
+class DocumentRoots : public YAML::EventHandler {
+ public:
+  // False once the parser reported a document where the previous one started.
+  bool progressed() const {
+    return starts_.size() < 2 || starts_.back().pos != starts_[starts_.size() - 2].pos;
+  }
+  const std::vector<YAML::Mark>& roots() const { return roots_; }
+
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    starts_.push_back(mark);
+    want_root_ = true;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { node(mark); }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { node(mark); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    node(mark);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    node(mark);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    node(mark);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void node(const YAML::Mark& mark) {
+    if (want_root_) roots_.push_back(mark);
+    want_root_ = false;
+  }
+  std::vector<YAML::Mark> starts_;
+  std::vector<YAML::Mark> roots_;
+  bool want_root_ = false;
+};
+
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<const Config>> Loader::load(std::string_view raw) {
   const std::string yaml = checkUtf8(raw, diag_);
-  std::vector<YAML::Node> docs;
+  DocumentRoots docs;
+  YAML::Node root;
   try {
-    docs = YAML::LoadAll(yaml);
+    std::istringstream in(yaml);
+    YAML::Parser parser(in);
+    while (parser.HandleNextDocument(docs) && docs.progressed()) {
+    }
+    root = YAML::Load(yaml);  // the first document
   } catch (const YAML::Exception& e) {
     diag_.error(e.mark, strCat("YAML syntax error: ", e.msg, syntaxHint(yaml, e.mark)));
     return absl::InvalidArgumentError(diag_.text());
   }
-  if (docs.empty() || (docs.size() == 1 && docs[0].IsNull())) {
+  size_t count = docs.roots().size();
+  if (!docs.progressed() && count > 0) --count;  // the stalled repeat is no document
+  if (count == 0 || (count == 1 && root.IsNull())) {
     diag_.error(YAML::Mark(),
                 "the configuration is empty (it needs at least upstreams and routes)");
   } else {
-    for (size_t i = 1; i < docs.size(); ++i) {
-      diag_.error(docs[i].Mark(), "only one YAML document is allowed in the configuration");
+    for (size_t i = 1; i < count; ++i) {
+      diag_.error(docs.roots()[i], "only one YAML document is allowed in the configuration");
     }
     // yaml-cpp reports conversion problems by exception; none should escape the
     // readers, but a malformed document must still end in an error, not a crash.
     try {
-      readRoot(docs[0]);
+      readRoot(root);
     } catch (const YAML::Exception& e) {
       diag_.error(e.mark, strCat("invalid YAML: ", e.msg));
     }

@@ -852,3 +852,26 @@ TEST(ConfigLoaderTest, LoadFileOfMissingFileIsNotFound) {
 
 }  // namespace
 }  // namespace airbag::config
+
+namespace airbag::config {
+namespace {
+
+// Found by tests/fuzz/config_fuzz: yaml-cpp 0.7's LoadAll never returned (and
+// kept allocating) on a line starting with ','. It must be an error, at once.
+TEST(ConfigLoaderTest, ALeadingCommaIsAnErrorNotAHang) {
+  for (std::string_view yaml : {",", ", a", "# comment\n, \"b\" c\n", ",\n---\n,\n"}) {
+    EXPECT_FALSE(loadErrors(yaml).empty()) << yaml;
+  }
+}
+
+TEST(ConfigLoaderTest, EveryExtraDocumentIsReported) {
+  std::string yaml(kBase);
+  yaml += "---\na: 1\n---\n- b\n";
+  std::vector<std::string> errors = loadErrors(yaml);
+  ASSERT_EQ(errors.size(), 2u);
+  EXPECT_EQ(errors[0], "t.yaml:9:1: only one YAML document is allowed in the configuration");
+  EXPECT_EQ(errors[1], "t.yaml:11:1: only one YAML document is allowed in the configuration");
+}
+
+}  // namespace
+}  // namespace airbag::config

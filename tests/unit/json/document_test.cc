@@ -186,5 +186,35 @@ TEST(DocumentTest, NumberOrder) {
   EXPECT_EQ(cmp("1", "NaN"), 2);
 }
 
+// Found by tests/fuzz/json_fuzz: rapidjson 1.1.0 reads on after a NaN or
+// Infinity literal and, with full precision, asserts on "NaNe1" (and reads
+// before its buffer without assertions). None of these is JSON.
+TEST(DocumentTest, NonFiniteLiteralsDoNotRunOnIntoANumber) {
+  for (const char* text : {"NaNe1", "Infinitye-7", "[-Infinitye-7]", "{\"a\":NaN.5}", "NaN0",
+                           "Infinity1", "Infe-7", "-Inf.5"}) {
+    EXPECT_FALSE(Document::parse(text).ok()) << text;
+  }
+  for (const char* text : {"[NaN,Infinity,-Infinity]", "{\"NaNe1\":\"Infinity.5\"}",
+                           "[\"\\\"NaNe1\"]", "[NaN ,Infinity ]"}) {
+    EXPECT_TRUE(Document::parse(text).ok()) << text;
+  }
+}
+
+// Found by tests/fuzz/json_fuzz: rapidjson 1.1.0's full-precision reader
+// indexed its power-of-ten table out of bounds (a crash) on "0." with many
+// zeros and a negative exponent. Such a body is now read as not JSON.
+TEST(DocumentTest, TinyFractionsAreRefusedInsteadOfCrashing) {
+  for (const std::string& text :
+       {"0." + std::string(400, '0') + "3", "[0." + std::string(100, '0') + "3e-250]",
+        "{\"a\":-0." + std::string(250, '0') + "3e-100}"}) {
+    EXPECT_FALSE(Document::parse(text).ok()) << text;
+  }
+  // Near the bound, and numbers that only look alike, still read.
+  Document d = Document::parse("[0.0001e-3, 1.01e-456745, 10.01e-400, 0.001e-290, \"0.0e-999\"]");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d.find("/0")->GetDouble(), 1e-7);
+  EXPECT_EQ(d.find("/1")->GetDouble(), 0.0);
+}
+
 }  // namespace
 }  // namespace airbag::json
