@@ -52,51 +52,57 @@ long double asLongDouble(const rapidjson::Value& v) {
   return static_cast<long double>(v.GetDouble());
 }
 
-// True when a NaN or Infinity (or Inf) literal outside strings runs on into a fraction or
-// an exponent ("NaNe1", "-Infinity.5"). rapidjson 1.1.0 reads on after such a
-// literal and, with full precision, then asserts (or, with NDEBUG, reads before
-// its digit buffer); no such text is JSON, so it is refused before parsing.
-bool nonFiniteRunsOn(std::string_view text) {
-  bool in_string = false;
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;
-      } else if (c == '"') {
-        in_string = false;
-      }
-      continue;
-    }
-    if (c == '"') {
-      in_string = true;
-      continue;
-    }
-    size_t end = 0;
-    if (text.compare(i, 3, "NaN") == 0) {
-      end = i + 3;
-    } else if (text.compare(i, 8, "Infinity") == 0) {
-      end = i + 8;
-    } else if (text.compare(i, 3, "Inf") == 0) {  // rapidjson's short spelling
-      end = i + 3;
-    } else {
-      continue;
-    }
-    if (end < text.size() &&
-        (text[end] == '.' || text[end] == 'e' || text[end] == 'E' ||
-         (text[end] >= '0' && text[end] <= '9')))
-      return true;
-    i = end - 1;
-  }
-  return false;
+// What rapidjson 1.1.0 cannot be trusted with, found by fuzzing; no such
+// text is a request a model needs, and reading it as not JSON keeps the
+// canonical cache key a fixed point (such a body is keyed raw).
+//  - A NaN or Infinity (or Inf) literal that runs on into a fraction or an
+//    exponent ("NaNe1", "-Infinity.5"): rapidjson reads on and, with full
+//    precision, asserts (with NDEBUG, reads before its digit buffer).
+//  - A number "0." and zeros that, with its exponent, fall below 1e-300
+//    ("0.000...0003e-250"): the full-precision reader indexes its
+//    power-of-ten table far out of bounds (a crash).
+// One pass over the text outside strings looks for both. At `i`, each check
+// returns true when it found its case, and otherwise where to go on from.
+
+bool nonFiniteRunsOn(std::string_view text, size_t i, size_t* next) {
+  size_t end;
+  if (text.compare(i, 3, "NaN") == 0)
+    end = i + 3;
+  else if (text.compare(i, 8, "Infinity") == 0)
+    end = i + 8;
+  else if (text.compare(i, 3, "Inf") == 0)  // rapidjson's short spelling
+    end = i + 3;
+  else
+    return false;
+  *next = end - 1;
+  return end < text.size() && (text[end] == '.' || text[end] == 'e' || text[end] == 'E' ||
+                               (text[end] >= '0' && text[end] <= '9'));
 }
 
-// True when a number outside strings is "0." and zeros that, with its
-// exponent, put it below 1e-300 ("0.000...0003e-250"). rapidjson 1.1.0's
-// full-precision reader then indexes its power-of-ten table far out of bounds
-// (a crash). No model request needs such a number, and reading the text as
-// not JSON keeps the cache key a fixed point (the body is keyed raw).
-bool tinyFractionNumber(std::string_view text) {
+bool tinyFraction(std::string_view text, size_t i, size_t* next) {
+  if (text[i] != '.' || i == 0 || text[i - 1] != '0' ||
+      (i >= 2 && text[i - 2] >= '0' && text[i - 2] <= '9'))
+    return false;
+  size_t j = i + 1;
+  int64_t zeros = 0;
+  while (j < text.size() && text[j] == '0') ++zeros, ++j;
+  while (j < text.size() && text[j] >= '0' && text[j] <= '9') ++j;
+  int64_t exponent = 0;
+  if (j < text.size() && (text[j] == 'e' || text[j] == 'E')) {
+    ++j;
+    bool negative = j < text.size() && text[j] == '-';
+    if (j < text.size() && (text[j] == '-' || text[j] == '+')) ++j;
+    while (j < text.size() && text[j] >= '0' && text[j] <= '9') {
+      if (exponent < 100000) exponent = exponent * 10 + (text[j] - '0');
+      ++j;
+    }
+    if (negative) exponent = -exponent;
+  }
+  *next = j - 1;
+  return zeros > 0 && exponent - zeros < -300;
+}
+
+bool tripsRapidjson(std::string_view text) {
   bool in_string = false;
   for (size_t i = 0; i < text.size(); ++i) {
     const char c = text[i];
@@ -112,26 +118,9 @@ bool tinyFractionNumber(std::string_view text) {
       in_string = true;
       continue;
     }
-    if (c != '.' || i == 0 || text[i - 1] != '0' ||
-        (i >= 2 && text[i - 2] >= '0' && text[i - 2] <= '9'))
-      continue;
-    size_t j = i + 1;
-    int64_t zeros = 0;
-    while (j < text.size() && text[j] == '0') ++zeros, ++j;
-    while (j < text.size() && text[j] >= '0' && text[j] <= '9') ++j;
-    int64_t exponent = 0;
-    if (j < text.size() && (text[j] == 'e' || text[j] == 'E')) {
-      ++j;
-      bool negative = j < text.size() && text[j] == '-';
-      if (j < text.size() && (text[j] == '-' || text[j] == '+')) ++j;
-      while (j < text.size() && text[j] >= '0' && text[j] <= '9') {
-        if (exponent < 100000) exponent = exponent * 10 + (text[j] - '0');
-        ++j;
-      }
-      if (negative) exponent = -exponent;
-    }
-    if (zeros > 0 && exponent - zeros < -300) return true;
-    i = j - 1;
+    size_t next = i;
+    if (nonFiniteRunsOn(text, i, &next) || tinyFraction(text, i, &next)) return true;
+    i = next;
   }
   return false;
 }
@@ -141,8 +130,7 @@ bool tinyFractionNumber(std::string_view text) {
 Document Document::parse(std::string_view text) {
   Document d;
   d.text_size_ = text.size();
-  if (nonFiniteRunsOn(text)) return d;
-  if (tinyFractionNumber(text)) return d;
+  if (tripsRapidjson(text)) return d;
   d.doc_.Parse<kParseFlags>(text.data(), text.size());
   d.ok_ = !d.doc_.HasParseError();
   return d;
