@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # What one pass-through request costs airbag, counted rather than timed: user-space instructions
-# (valgrind's callgrind) and system calls by name (strace -c -f), per keep-alive POST through one
+# (valgrind's callgrind), heap allocations (a counting malloc, count_allocs.c, preloaded) and
+# system calls by name (strace -c -f), per keep-alive POST through one
 # worker to the demo model server's 600 B answer. Both are differences of two runs, one with
 # --warmup requests and one with --warmup + --requests, so start-up and shutdown cancel out.
 #
 #   bench/macro/profile.sh [--requests N] [--warmup N] [--connections C] [--no-setup]
-#                          [--only callgrind|strace]
+#                          [--only callgrind|strace|allocs]
 #
 #   --requests N     requests counted (default 20000)
 #   --warmup N       requests in both runs, filling pools and caches (default 1000)
 #   --connections C  client connections, one request in flight on each (default 32, like wrk)
 #   --no-setup       skip installing valgrind, strace, python3 and curl
-#   --only WHAT      run one of the two counts
+#   --only WHAT      run one of the three counts
 #
 # Environment: AIRBAG_BIN, DEMO_BIN (default build/proxy/airbag and
 # build/examples/demo-model-server/demo-model-server), PROFILE_PORT_BASE (default 18100: uses
@@ -159,6 +160,25 @@ if [[ -z ${ONLY} || ${ONLY} == callgrind ]]; then
   python3 -c 'import sys; b, f, n = map(float, sys.argv[1:])
 print(f"instructions per request (callgrind Ir): {(f - b) / n:,.0f}")' "${base}" "${full}" \
     "${REQUESTS}"
+fi
+
+allocs_total() {
+  ALLOC_COUNT_FILE="${RUN_DIR}/allocs.$1" run_wrapped "$1" \
+    env LD_PRELOAD="${RUN_DIR}/count_allocs.so"
+  cat "${RUN_DIR}/allocs.$1"
+}
+
+if [[ -z ${ONLY} || ${ONLY} == allocs ]]; then
+  cc -O2 -shared -fPIC -o "${RUN_DIR}/count_allocs.so" "${HERE}/count_allocs.c" -ldl ||
+    die "cannot build count_allocs.so"
+  log "allocations: ${WARMUP} requests"
+  base="$(allocs_total "${WARMUP}")"
+  log "allocations: $((WARMUP + REQUESTS)) requests"
+  full="$(allocs_total "$((WARMUP + REQUESTS))")"
+  python3 -c 'import sys; b, f, n = map(int, sys.argv[1:])
+print(f"heap allocations per request (malloc, calloc, realloc): {(f - b) / n:.3f}"
+      f" ({f - b} over {n} requests; {b} with the warm-up only)")' \
+    "${base}" "${full}" "${REQUESTS}"
 fi
 
 if [[ -z ${ONLY} || ${ONLY} == strace ]]; then
