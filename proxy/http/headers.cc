@@ -139,38 +139,54 @@ bool isStreamingContentType(std::string_view content_type) {
          startsWithIgnoreCase(content_type, "application/json-seq");
 }
 
+namespace {
+
+// The bytes of a reg-name or IPv4 address (RFC 3986: unreserved, pct-encoded
+// and sub-delims), and of a bracketed IP literal.
+constexpr std::array<bool, 256> kRegNameChars = [] {
+  std::array<bool, 256> t{};
+  for (int c = '0'; c <= '9'; ++c) t[c] = true;
+  for (int c = 'a'; c <= 'z'; ++c) t[c] = t[c - 'a' + 'A'] = true;
+  for (char c : std::string_view("-._~%!$&'()*+,;=")) t[static_cast<unsigned char>(c)] = true;
+  return t;
+}();
+constexpr std::array<bool, 256> kIpLiteralChars = [] {
+  std::array<bool, 256> t{};
+  for (int c = '0'; c <= '9'; ++c) t[c] = true;
+  for (int c = 'a'; c <= 'f'; ++c) t[c] = t[c - 'a' + 'A'] = true;
+  t[':'] = t['.'] = true;
+  return t;
+}();
+
+bool allOf(std::string_view s, const std::array<bool, 256>& table) {
+  bool ok = true;
+  for (char c : s) ok &= table[static_cast<unsigned char>(c)];
+  return ok;
+}
+
+}  // namespace
+
 bool isValidHost(std::string_view host) {
   if (host.empty()) return false;
-  std::string_view name = host, port;
+  std::string_view port;
   if (host.front() == '[') {
     size_t close = host.find(']');
     if (close == std::string_view::npos || close < 2) return false;
-    for (char c : host.substr(1, close - 1)) {
-      bool ok = (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') || c == ':' ||
-                c == '.';
-      if (!ok) return false;
-    }
+    if (!allOf(host.substr(1, close - 1), kIpLiteralChars)) return false;
     std::string_view rest = host.substr(close + 1);
-    if (!rest.empty() && rest.front() != ':') return false;
-    name = {};
-    port = rest.empty() ? rest : rest.substr(1);
-    if (!rest.empty() && port.empty()) return false;
+    if (!rest.empty()) {
+      if (rest.front() != ':' || rest.size() == 1) return false;
+      port = rest.substr(1);
+    }
   } else {
+    std::string_view name = host;
     size_t colon = host.rfind(':');
     if (colon != std::string_view::npos) {
       name = host.substr(0, colon);
       port = host.substr(colon + 1);
       if (name.empty() || port.empty()) return false;
     }
-    for (char c : name) {
-      unsigned char u = static_cast<unsigned char>(c);
-      // unreserved / pct-encoded / sub-delims
-      bool ok = (u >= '0' && u <= '9') || ((u | 0x20) >= 'a' && (u | 0x20) <= 'z') || u == '-' ||
-                u == '.' || u == '_' || u == '~' || u == '%' || u == '!' || u == '$' || u == '&' ||
-                u == '\'' || u == '(' || u == ')' || u == '*' || u == '+' || u == ',' ||
-                u == ';' || u == '=';
-      if (!ok) return false;
-    }
+    if (!allOf(name, kRegNameChars)) return false;
   }
   if (port.size() > 5) return false;
   for (char c : port)

@@ -131,5 +131,14 @@ TEST(HeadersTest, HeaderListClearStartsOver) {
   EXPECT_EQ(h.value(0), "3");
 }
 
+TEST(IsValidHostTest, AcceptsHostsAndPortsAndRefusesTheRest) {
+  for (std::string_view ok : {"a", "a:80", "x.example", "127.0.0.1:18000", "[::1]", "[::1]:8080",
+                              "[2001:db8::a]:1", "my_host-1.internal", "a%20b"})
+    EXPECT_TRUE(isValidHost(ok)) << ok;
+  for (std::string_view bad : {"", "4 x", "a/b", "a:port", ":80", "a:", "[::1", "[]", "[::1]x",
+                               "[::1]:", "a:123456", "a@b", "[zz::1]", "a\tb"})
+    EXPECT_FALSE(isValidHost(bad)) << bad;
+}
+
 }  // namespace
 }  // namespace airbag::http
