@@ -306,6 +306,16 @@ TEST_F(DegradationTest, CanonicalKeyIgnoresSpellingAndIgnoredFields) {
   EXPECT_GT(cache["bytes"], 0) << cache;
 }
 
+// The resident size a small airbag stays under with its cache full. Under
+// AddressSanitizer the runtime's shadow memory and quarantine come on top (the
+// build under test is sanitized too), so the bound there only catches runaway
+// growth.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr int64_t kSmallProcessKib = 192 * 1024;
+#else
+constexpr int64_t kSmallProcessKib = 64 * 1024;
+#endif
+
 TEST_F(DegradationTest, TheCacheStaysUnderItsByteCapAndTheProcessStaysSmall) {
   const std::string path = "/v2/models/mem/infer";
   ASSERT_TRUE(demo_->setBehavior({{"response_bytes", 8000}}).ok());
@@ -324,7 +334,7 @@ TEST_F(DegradationTest, TheCacheStaysUnderItsByteCapAndTheProcessStaysSmall) {
       ASSERT_TRUE(bytes.has_value()) << "airbag_cache_bytes missing from /metrics";
       EXPECT_GT(*bytes, 0) << "after " << i + 1 << " answers";
       EXPECT_LE(*bytes, kCacheCapBytes) << "after " << i + 1 << " answers";
-      EXPECT_LT(residentKib(airbag_->process().pid()), 64 * 1024) << "after " << i + 1;
+      EXPECT_LT(residentKib(airbag_->process().pid()), kSmallProcessKib) << "after " << i + 1;
     }
   }
   EXPECT_EQ(seen(*demo_, path), kDistinct);
@@ -337,7 +347,7 @@ TEST_F(DegradationTest, TheCacheStaysUnderItsByteCapAndTheProcessStaysSmall) {
   EXPECT_LE(*entries, kCacheCapBytes / 8000);
   int64_t rss = residentKib(airbag_->process().pid());
   EXPECT_GT(rss, 0);
-  EXPECT_LT(rss, 64 * 1024);
+  EXPECT_LT(rss, kSmallProcessKib);
   // The newest entry survived the evictions.
   Response again = c.request("POST", path, {}, last_body);
   EXPECT_EQ(again.header("x-airbag-cache"), "hit");
