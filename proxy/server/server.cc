@@ -161,7 +161,6 @@ absl::StatusOr<int> Process::run() {
   auto admin_log = log::makeLogger("admin", config.log);
   auto health_log = log::makeLogger("health", config.log);
   loggers_ = {log_, worker_log, admin_log, health_log};
-  upstream::initCurl();  // before any thread uses libcurl
   health_ = std::make_unique<upstream::HealthChecker>(health_log, &registry.global());
   health_->update(healthTargets(**initial));
   for (int i = 0; i < workers; ++i) {

@@ -353,7 +353,9 @@ CurlClient::CurlClient(event_base* base, CurlClientOptions options,
       options_(std::move(options)),
       metrics_(metrics),
       logger_(std::move(logger)),
-      multi_(curl_multi_init(), [](CURLM* m) { curl_multi_cleanup(m); }),
+      // libcurl is initialised on first use (once per process), so a process
+      // without https upstreams never loads it.
+      multi_((initCurl(), curl_multi_init()), [](CURLM* m) { curl_multi_cleanup(m); }),
       timer_(evtimer_new(base, &CurlClient::timeoutCb, this), &event_free),
       kick_ev_(event_new(base, -1, 0, &CurlClient::kickCb, this), &event_free) {
   const std::string& name = options_.sni.empty() ? options_.host : options_.sni;

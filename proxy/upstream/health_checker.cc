@@ -102,7 +102,6 @@ HealthChecker::HealthChecker(std::shared_ptr<spdlog::logger> logger,
       metrics_(metrics),
       base_(event_base_new(), &event_base_free),
       wake_(event_new(base_.get(), -1, EV_PERSIST, &HealthChecker::wakeCb, this), &event_free) {
-  initCurl();
   event_add(wake_.get(), nullptr);
 }
 
@@ -120,6 +119,9 @@ void HealthChecker::start() {
 }
 
 void HealthChecker::update(std::vector<HealthTarget> targets) {
+  // libcurl (and OpenSSL under it) only when something is probed: a process
+  // without health checks or https upstreams never pays for them.
+  if (!targets.empty()) initCurl();
   {
     absl::MutexLock l(&mu_);
     pending_ = std::move(targets);
