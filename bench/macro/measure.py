@@ -129,11 +129,14 @@ class Target:
         self.host, self.port = parsed.hostname, parsed.port
 
 
-def run_wrk(url, method, body_file, connections, duration_s, timeout_s):
+def run_wrk(url, method, body_file, connections, duration_s, timeout_s, threads=1, cpus=None):
+    """cpus: the CPUs wrk may run on (default: this process's own affinity)."""
     env = dict(os.environ, BENCH_METHOD=method, BENCH_BODY_FILE=body_file or "")
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration_s}s", "--timeout", "2s",
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration_s}s", "--timeout", "2s",
            "-s", WRK_SCRIPT, url]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s)
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s,
+                         preexec_fn=pin)
     for line in out.stdout.splitlines():
         if line.startswith("BENCH_RESULT "):
             return json.loads(line[len("BENCH_RESULT "):])
@@ -389,6 +392,9 @@ CASES = [
     Case("open", "breaker forced open → local 503", "wrk", OPEN_PATH, targets=("airbag",),
          expect=503),
     Case("sse", f"SSE relay, {SSE_EVENTS} events", "sse"),
+    # A second set of proxies with two workers each, unpinned: proxy, upstream and a two-thread
+    # wrk share both cores, as they would on a two-core pod.
+    Case("get2", "GET, two workers on two cores", "wrk2", GET_PATH, "GET"),
 ]
 
 
@@ -403,9 +409,13 @@ def main_run(args):
         f.write(POST_BODY)
     features = probe_features(targets, args.airbag_admin, log)
 
+    two = {t.name: t for t in map(Target, args.two_workers or [])}
+
     def applies(case, name):
         if name not in targets or name not in case.targets:
             return False
+        if case.kind == "wrk2":
+            return name == "direct" or name in two
         if case.key in ("cache", "down", "open"):
             return features.get(f"{case.key}/{name}", False)
         return True
@@ -419,10 +429,12 @@ def main_run(args):
                   f"POST request body {len(POST_BODY)} B")
     upstream_root = targets["direct"].pid
     rows = []  # (round, case, target, metric, value)
-    peak_rss = {n: [] for n in idle_rss}
+    peak_rss = {n: {} for n in idle_rss}  # target -> round -> peak KiB
 
     def one(rnd, case, name, duration):
         t = sse_direct if (case.kind == "sse" and name == "direct") else targets[name]
+        if case.kind == "wrk2" and name != "direct":
+            t = two[name]
         proxy_root = None if name == "direct" else t.pid
         up_root = args.demo_pid if case.kind == "sse" else upstream_root
         roots = [r for r in (proxy_root, up_root) if r is not None]
@@ -432,10 +444,13 @@ def main_run(args):
                 raise SystemExit(f"measure: {name} (pid {r}) is no longer running")
         sampled = [proxy_root] if proxy_root and case.kind == "wrk" else []
         with RssSampler(sampled) as sampler:
-            if case.kind == "wrk":
+            if case.kind in ("wrk", "wrk2"):
+                wide = case.kind == "wrk2"
                 res = run_wrk(t.url + case.path, case.method,
                               body_file if case.method == "POST" else None,
-                              args.connections, duration, duration + 30)
+                              args.connections * (2 if wide else 1), duration, duration + 30,
+                              threads=2 if wide else 1,
+                              cpus=set(range(os.cpu_count())) if wide else None)
                 n = res["requests"]
                 bad = res["status"] + res["connect"] + res["read"] + res["write"] + res["timeout"]
                 if case.expect != 200:
@@ -459,7 +474,7 @@ def main_run(args):
                 vals["cpu_us"] = cpu[proxy_root] / n * 1e6
             vals["upstream_cpu_us"] = cpu[up_root] / n * 1e6
         if proxy_root is not None and case.kind == "wrk":
-            peak_rss[name].append(sampler.peak[proxy_root])
+            peak_rss[name][rnd] = max(peak_rss[name].get(rnd, 0), sampler.peak[proxy_root])
         for metric, value in vals.items():
             rows.append((rnd, case.key, name, metric, value))
         brief = ", ".join(f"{k}={v:.0f}" for k, v in vals.items())
@@ -469,7 +484,7 @@ def main_run(args):
     log("warm-up")
     for case in CASES:
         for name in ORDER:
-            if applies(case, name) and case.kind == "wrk":
+            if applies(case, name) and case.kind in ("wrk", "wrk2"):
                 one(0, case, name, 1)
     rows.clear()
     for n in peak_rss:
@@ -481,8 +496,8 @@ def main_run(args):
                 if applies(case, name):
                     one(rnd, case, name, args.duration)
     for name, peaks in peak_rss.items():
-        for i, peak in enumerate(peaks):
-            rows.append((0, "rss", name, "peak_kib", peak))
+        for rnd, peak in sorted(peaks.items()):
+            rows.append((rnd, "rss", name, "peak_kib", peak))
         rows.append((0, "rss", name, "idle_kib", idle_rss[name]))
 
     os.makedirs(args.out_dir, exist_ok=True)
@@ -521,34 +536,40 @@ def report(rows, args, features, targets):
     for rnd, case, name, metric, value in rows:
         data.setdefault((case, name, metric), {})[rnd] = value
 
+    # Every series is round -> value, so that ratios can be taken within a round.
     def series(case, name, metric, scale=1.0):
-        return [v * scale for _, v in sorted(data.get((case, name, metric), {}).items())]
+        return {r: v * scale for r, v in data.get((case, name, metric), {}).items()}
 
     def paired(case, name, metric, base_case, base_name, op):
         mine = data.get((case, name, metric), {})
         base = data.get((base_case, base_name, metric), {})
-        return [op(mine[r], base[r]) for r in sorted(mine) if r in base]
+        return {r: op(mine[r], base[r]) for r in sorted(mine) if r in base}
 
     head = ["case", "metric"] + [LABELS[n] for n in ORDER] + ["airbag ÷ nginx", "HAProxy ÷ nginx"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
     def row(title, metric, cells, digits=0, missing=None):
-        """cells: target -> values over rounds; missing: target -> text shown instead."""
+        """cells: target -> {round: value}; missing: target -> text shown instead."""
         missing = missing or {}
-        meds, texts = {}, []
+        texts = []
         for n in ORDER:
             if n in missing:
-                meds[n], text = None, missing[n]
+                text = missing[n]
             elif n in cells:
-                meds[n], text = summary(cells[n], digits)
+                text = summary(list(cells[n].values()), digits)[1]
             else:
-                meds[n], text = None, "—"
+                text = "—"
             texts.append(text)
         ratios = []
         for n in ("airbag", "haproxy"):
-            # A ratio of two differences that may be negative (inside the noise) says nothing.
-            ok = meds.get(n) is not None and (meds.get("nginx") or 0) > 0 and meds[n] >= 0
-            ratios.append(f"{meds[n] / meds['nginx']:.2f}×" if ok else "—")
+            # Each ratio is taken within one round (the two ran back to back, so a slow patch of
+            # the machine hits both), then the median is taken over rounds. A ratio of two
+            # differences that may be negative (inside the noise) says nothing.
+            mine, base = cells.get(n, {}), cells.get("nginx", {})
+            per_round = [mine[r] / base[r] for r in mine
+                         if r in base and base[r] > 0 and mine[r] >= 0]
+            ratios.append(f"{statistics.median(per_round):.2f}×"
+                          if per_round and n not in missing and "nginx" not in missing else "—")
         lines.append("| " + " | ".join([title, metric] + texts + ratios) + " |")
 
     for case in CASES:
@@ -561,7 +582,12 @@ def report(rows, args, features, targets):
             missing = {n: f"n/a ({why})" for n in names if not features.get(f"{case.key}/{n}")}
         live = [n for n in names if n not in missing]
         pick = lambda metric, scale=1.0: {n: series(case.key, n, metric, scale) for n in live}
-        if case.kind == "wrk":
+        if case.kind == "wrk2":
+            row(case.title, "req/s", pick("rps"))
+            row(case.title, "p99 latency (µs)", pick("p99_us"))
+            row(case.title, "proxy CPU per request (µs)",
+                {n: v for n, v in pick("cpu_us").items() if n != "direct"}, 1)
+        elif case.kind == "wrk":
             row(case.title, "req/s", pick("rps"), missing=missing)
             row(case.title, "p50 latency (µs)", pick("p50_us"), missing=missing)
             row(case.title, "p99 latency (µs)", pick("p99_us"), missing=missing)
@@ -612,7 +638,8 @@ def report(rows, args, features, targets):
                  f"{SSE_EVENTS} events one after another on one keep-alive connection for "
                  f"{args.duration} s")
     notes.append(f"{args.rounds} interleaved rounds (direct, airbag, nginx, HAProxy for each "
-                 "case in turn); cells are median (min–max) over rounds, ratios are of medians; "
+                 "case in turn); cells are median (min–max) over rounds; each ratio is taken within a "
+                 "round and the median over rounds is shown; "
                  "RSS is summed over each proxy's processes")
     if args.loadgen_cpu is not None:
         notes.append("servers pinned to CPU 0, load generators to CPU "
@@ -706,6 +733,8 @@ def main():
             s.add_argument("--sse-direct", required=True)
             s.add_argument("--demo-pid", type=int, required=True)
             s.add_argument("--airbag-admin", required=True)
+            s.add_argument("--two-workers", action="append",
+                           help="NAME,URL,PID of a proxy running two workers, unpinned")
             s.add_argument("--rounds", type=int, default=3)
             s.add_argument("--duration", type=int, default=3)
             s.add_argument("--rate", type=int, default=2000)

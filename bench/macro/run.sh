@@ -11,7 +11,7 @@
 #
 # Environment: AIRBAG_BIN, DEMO_BIN (binaries; default build/proxy/airbag and
 # build/examples/demo-model-server/demo-model-server), BENCH_PORT_BASE (default 18000: uses
-# BASE..BASE+40 on 127.0.0.1), BENCH_CONNECTIONS (wrk connections, default 32).
+# BASE..BASE+31 on 127.0.0.1), BENCH_CONNECTIONS (wrk connections, default 32).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -48,6 +48,11 @@ AIRBAG_PORT=$((PORT_BASE + 10))
 AIRBAG_ADMIN_PORT=$((PORT_BASE + 11))
 NGINX_PORT=$((PORT_BASE + 20))
 HAPROXY_PORT=$((PORT_BASE + 30))
+# The same three proxies again with two workers each, unpinned, for the two-core row.
+AIRBAG2_PORT=$((PORT_BASE + 12))
+AIRBAG2_ADMIN_PORT=$((PORT_BASE + 13))
+NGINX2_PORT=$((PORT_BASE + 21))
+HAPROXY2_PORT=$((PORT_BASE + 31))
 
 log() { printf '[run] %s\n' "$*" >&2; }
 die() { printf 'run.sh: %s\n' "$*" >&2; exit 1; }
@@ -100,7 +105,8 @@ done
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 for port in "${UP_NGINX_PORT}" "${DEMO_PORT}" "${DEAD_PORT}" "${AIRBAG_PORT}" \
-            "${AIRBAG_ADMIN_PORT}" "${NGINX_PORT}" "${HAPROXY_PORT}"; do
+            "${AIRBAG_ADMIN_PORT}" "${NGINX_PORT}" "${HAPROXY_PORT}" "${AIRBAG2_PORT}" \
+            "${AIRBAG2_ADMIN_PORT}" "${NGINX2_PORT}" "${HAPROXY2_PORT}"; do
   port_busy "${port}" && die "127.0.0.1:${port} is in use; set BENCH_PORT_BASE to move the ports"
 done
 
@@ -153,6 +159,15 @@ start() {
   local name="$1"
   shift
   "${PIN_SERVER[@]}" "$@" >"${RUN_DIR}/${name}.log" 2>&1 &
+  PIDS+=("$!")
+  PID_OF[${name}]=$!
+}
+
+# The same, free to run on every CPU (the two-worker proxies).
+start_unpinned() {
+  local name="$1"
+  shift
+  "$@" >"${RUN_DIR}/${name}.log" 2>&1 &
   PIDS+=("$!")
   PID_OF[${name}]=$!
 }
@@ -228,26 +243,41 @@ log "upstream: ${UP_LABEL}"
 
 # ---------------------------------------------------------------- the proxies
 
-VALUES=("${COMMON[@]}" UP_PORT="${UP_PORT}" AIRBAG_PORT="${AIRBAG_PORT}"
-        AIRBAG_ADMIN_PORT="${AIRBAG_ADMIN_PORT}" NGINX_PORT="${NGINX_PORT}"
-        HAPROXY_PORT="${HAPROXY_PORT}" DEFAULT_ANSWER="${DEFAULT_ANSWER}")
-render "${HERE}/airbag.yaml.in" "${RUN_DIR}/airbag.yaml" "${VALUES[@]}"
-render "${HERE}/nginx-proxy.conf.in" "${RUN_DIR}/nginx-proxy.conf" "${VALUES[@]}"
-render "${HERE}/haproxy.cfg.in" "${RUN_DIR}/haproxy.cfg" "${VALUES[@]}"
-"${AIRBAG_BIN}" --check-config "${RUN_DIR}/airbag.yaml" >&2 || die "airbag rejected its config"
-nginx -t -q -c "${RUN_DIR}/nginx-proxy.conf" -p "${RUN_DIR}" -e "${RUN_DIR}/nginx-proxy.error.log" \
-  || die "nginx rejected its config"
-haproxy -c -q -f "${RUN_DIR}/haproxy.cfg" || die "haproxy rejected its config"
+VALUES=("${COMMON[@]}" UP_PORT="${UP_PORT}" DEFAULT_ANSWER="${DEFAULT_ANSWER}")
+# Writes the three proxies' configs for one set: $1 = suffix ("" or "2"), $2 = workers.
+render_proxies() {
+  local sfx="$1" workers="$2" ap="AIRBAG${1}_PORT" aap="AIRBAG${1}_ADMIN_PORT" np="NGINX${1}_PORT" \
+    hp="HAPROXY${1}_PORT"
+  local values=("${VALUES[@]}" WORKERS="${workers}" INSTANCE="nginx-proxy${sfx}"
+                AIRBAG_PORT="${!ap}" AIRBAG_ADMIN_PORT="${!aap}" NGINX_PORT="${!np}"
+                HAPROXY_PORT="${!hp}")
+  render "${HERE}/airbag.yaml.in" "${RUN_DIR}/airbag${sfx}.yaml" "${values[@]}"
+  render "${HERE}/nginx-proxy.conf.in" "${RUN_DIR}/nginx-proxy${sfx}.conf" "${values[@]}"
+  render "${HERE}/haproxy.cfg.in" "${RUN_DIR}/haproxy${sfx}.cfg" "${values[@]}"
+  "${AIRBAG_BIN}" --check-config "${RUN_DIR}/airbag${sfx}.yaml" >&2 || die "airbag rejected its config"
+  nginx -t -q -c "${RUN_DIR}/nginx-proxy${sfx}.conf" -p "${RUN_DIR}" \
+    -e "${RUN_DIR}/nginx-proxy${sfx}.error.log" || die "nginx rejected its config"
+  haproxy -c -q -f "${RUN_DIR}/haproxy${sfx}.cfg" || die "haproxy rejected its config"
+}
+render_proxies "" 1
+render_proxies 2 2
 
-log "starting airbag, nginx and HAProxy"
+log "starting airbag, nginx and HAProxy (one worker, pinned; two workers, unpinned)"
 start airbag "${AIRBAG_BIN}" -c "${RUN_DIR}/airbag.yaml"
 start nginx-proxy nginx -c "${RUN_DIR}/nginx-proxy.conf" -p "${RUN_DIR}" \
   -e "${RUN_DIR}/nginx-proxy.error.log"
 start haproxy haproxy -db -f "${RUN_DIR}/haproxy.cfg"
+start_unpinned airbag2 "${AIRBAG_BIN}" -c "${RUN_DIR}/airbag2.yaml"
+start_unpinned nginx-proxy2 nginx -c "${RUN_DIR}/nginx-proxy2.conf" -p "${RUN_DIR}" \
+  -e "${RUN_DIR}/nginx-proxy2.error.log"
+start_unpinned haproxy2 haproxy -db -f "${RUN_DIR}/haproxy2.cfg"
 wait_ready airbag "http://127.0.0.1:${AIRBAG_ADMIN_PORT}/healthz"
 wait_ready airbag "http://127.0.0.1:${AIRBAG_PORT}/v2/models/bench"
 wait_ready nginx-proxy "http://127.0.0.1:${NGINX_PORT}/v2/models/bench"
 wait_ready haproxy "http://127.0.0.1:${HAPROXY_PORT}/v2/models/bench"
+wait_ready airbag2 "http://127.0.0.1:${AIRBAG2_PORT}/v2/models/bench"
+wait_ready nginx-proxy2 "http://127.0.0.1:${NGINX2_PORT}/v2/models/bench"
+wait_ready haproxy2 "http://127.0.0.1:${HAPROXY2_PORT}/v2/models/bench"
 for port in "${UP_PORT}" "${AIRBAG_PORT}" "${NGINX_PORT}" "${HAPROXY_PORT}"; do
   code="$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'content-type: application/json' \
     -d '{"amount":1}' "http://127.0.0.1:${port}/predict")"
@@ -258,7 +288,7 @@ VERSIONS="$("${AIRBAG_BIN}" --version 2>&1 | head -n 1); $(nginx -v 2>&1 | head 
   sed 's/^nginx version: //'); $(haproxy -v 2>&1 | head -n 1 | cut -d' ' -f1-3); $(wrk -v 2>&1 |
   head -n 1 | cut -d' ' -f1-2); h2load $(h2load --version 2>&1 | awk '{print $NF}' | head -n 1)"
 
-log "measuring: ${ROUNDS} rounds (about $((ROUNDS * (18 * DURATION + 30) / 60 + 1)) minutes)"
+log "measuring: ${ROUNDS} rounds (about $((ROUNDS * (22 * DURATION + 30) / 60 + 1)) minutes)"
 mkdir -p "${OUT_DIR}"
 "${PIN_CLIENT[@]}" python3 "${HERE}/measure.py" run --run-dir "${RUN_DIR}" "${LOADGEN_CPU[@]}" \
   --connections "${CONNECTIONS}" --rounds "${ROUNDS}" --duration "${DURATION}" \
@@ -268,5 +298,8 @@ mkdir -p "${OUT_DIR}"
   --target "haproxy,http://127.0.0.1:${HAPROXY_PORT},${PID_OF[haproxy]}" \
   --sse-direct "http://127.0.0.1:${DEMO_PORT}" --demo-pid "${PID_OF[demo]}" \
   --airbag-admin "http://127.0.0.1:${AIRBAG_ADMIN_PORT}" \
+  --two-workers "airbag,http://127.0.0.1:${AIRBAG2_PORT},${PID_OF[airbag2]}" \
+  --two-workers "nginx,http://127.0.0.1:${NGINX2_PORT},${PID_OF[nginx-proxy2]}" \
+  --two-workers "haproxy,http://127.0.0.1:${HAPROXY2_PORT},${PID_OF[haproxy2]}" \
   --upstream-label "${UP_LABEL}" --versions "${VERSIONS}" --out-dir "${OUT_DIR}"
 log "wrote ${OUT_DIR}/results.md and ${OUT_DIR}/results.csv"
