@@ -105,7 +105,7 @@ class RetryBudget {
 
   const RetryBudgetConfig config_;
   const absl::Duration window_;
-  const absl::Duration bucket_width_;
+  const int64_t bucket_width_ns_;  // window_ / kBuckets, whole nanoseconds
   const double ratio_;  // config ratio, clamped to >= 0
   // min_per_second in millionths, rounded down so the reserve never exceeds
   // the configured rate, split into whole and fractional parts.

@@ -46,17 +46,20 @@ namespace {
 // `n` equals `lower` ignoring ASCII case, where `lower` is a lower-case token
 // of letters, digits and '-'. Setting bit 5 folds case for exactly those
 // characters; the other bytes it could confuse (controls) are not allowed in
-// header names and never reach here. Compares 8 bytes at a time.
-bool equalsToken(std::string_view n, std::string_view lower) {
-  if (n.size() != lower.size()) return false;
+// header names and never reach here. Compares 8 bytes at a time; the length
+// is a constant, so each call unrolls into a few loads and compares.
+template <size_t N>
+inline bool equalsToken(std::string_view n, const char (&lower)[N]) {
+  constexpr size_t kLen = N - 1;
+  if (n.size() != kLen) return false;
   size_t i = 0;
-  for (; i + 8 <= n.size(); i += 8) {
+  for (; i + 8 <= kLen; i += 8) {
     uint64_t a, b;
     std::memcpy(&a, n.data() + i, 8);
-    std::memcpy(&b, lower.data() + i, 8);
+    std::memcpy(&b, lower + i, 8);
     if ((a | 0x2020202020202020ull) != b) return false;
   }
-  for (; i < n.size(); ++i)
+  for (; i < kLen; ++i)
     if ((n[i] | 0x20) != lower[i]) return false;
   return true;
 }
@@ -64,55 +67,54 @@ bool equalsToken(std::string_view n, std::string_view lower) {
 }  // namespace
 
 HeaderKind classifyHeader(std::string_view n) {
-  auto iequals = equalsToken;
   switch (n.size()) {
     case 2:
-      if (iequals(n, "te")) return HeaderKind::kHopByHop;
+      if (equalsToken(n, "te")) return HeaderKind::kHopByHop;
       break;
     case 4:
-      if (iequals(n, "host")) return HeaderKind::kHost;
+      if (equalsToken(n, "host")) return HeaderKind::kHost;
       break;
     case 6:
-      if (iequals(n, "expect")) return HeaderKind::kExpect;
-      if (iequals(n, "pragma")) return HeaderKind::kPragma;
+      if (equalsToken(n, "expect")) return HeaderKind::kExpect;
+      if (equalsToken(n, "pragma")) return HeaderKind::kPragma;
       break;
     case 7:
-      if (iequals(n, "upgrade") || iequals(n, "trailer")) return HeaderKind::kHopByHop;
+      if (equalsToken(n, "upgrade") || equalsToken(n, "trailer")) return HeaderKind::kHopByHop;
       break;
     case 10:
-      if (iequals(n, "connection")) return HeaderKind::kConnection;
-      if (iequals(n, "keep-alive")) return HeaderKind::kHopByHop;
+      if (equalsToken(n, "connection")) return HeaderKind::kConnection;
+      if (equalsToken(n, "keep-alive")) return HeaderKind::kHopByHop;
       break;
     case 11:
-      if (iequals(n, "retry-after")) return HeaderKind::kRetryAfter;
+      if (equalsToken(n, "retry-after")) return HeaderKind::kRetryAfter;
       break;
     case 12:
-      if (iequals(n, "content-type")) return HeaderKind::kContentType;
-      if (iequals(n, "x-request-id")) return HeaderKind::kRequestId;
+      if (equalsToken(n, "content-type")) return HeaderKind::kContentType;
+      if (equalsToken(n, "x-request-id")) return HeaderKind::kRequestId;
       break;
     case 13:
-      if (iequals(n, "cache-control")) return HeaderKind::kCacheControl;
+      if (equalsToken(n, "cache-control")) return HeaderKind::kCacheControl;
       break;
     case 14:
-      if (iequals(n, "content-length")) return HeaderKind::kContentLength;
+      if (equalsToken(n, "content-length")) return HeaderKind::kContentLength;
       break;
     case 16:
-      if (iequals(n, "proxy-connection")) return HeaderKind::kHopByHop;
+      if (equalsToken(n, "proxy-connection")) return HeaderKind::kHopByHop;
       break;
     case 17:
-      if (iequals(n, "transfer-encoding")) return HeaderKind::kTransferEncoding;
+      if (equalsToken(n, "transfer-encoding")) return HeaderKind::kTransferEncoding;
       break;
     case 18:
-      if (iequals(n, "proxy-authenticate")) return HeaderKind::kHopByHop;
+      if (equalsToken(n, "proxy-authenticate")) return HeaderKind::kHopByHop;
       break;
     case 19:
-      if (iequals(n, "x-airbag-timeout-ms")) return HeaderKind::kBudget;
-      if (iequals(n, "proxy-authorization")) return HeaderKind::kHopByHop;
+      if (equalsToken(n, "x-airbag-timeout-ms")) return HeaderKind::kBudget;
+      if (equalsToken(n, "proxy-authorization")) return HeaderKind::kHopByHop;
       break;
     default:
       break;
   }
-  if (n.size() > 9 && (n[0] == 'x' || n[0] == 'X') && iequals(n.substr(0, 9), "x-airbag-"))
+  if (n.size() > 9 && (n[0] == 'x' || n[0] == 'X') && equalsToken(n.substr(0, 9), "x-airbag-"))
     return HeaderKind::kAirbag;
   return HeaderKind::kOther;
 }

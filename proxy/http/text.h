@@ -4,7 +4,9 @@
 // std::string_view; these helpers keep the hot path on std types.)
 #pragma once
 
+#include <cassert>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -53,6 +55,70 @@ void append(std::string& out, const Args&... args) {
   };
   (one(args), ...);
 }
+
+// Appends to a string through a raw cursor after growing it once. A message
+// head is some thirty small pieces; one std::string::append per piece costs
+// more than the bytes it copies, so a head writer sums the variable sizes,
+// adds a fixed slack for literals and numbers, and writes every piece with a
+// plain copy. The string is trimmed to what was written when the writer goes.
+// Writing more than `bound` bytes is a bug (asserted in debug builds).
+class BoundedWriter {
+ public:
+  BoundedWriter(std::string& out, size_t bound) : out_(out) {
+    size_t start = out.size();
+    out.resize(start + bound);
+    p_ = out.data() + start;
+    end_ = p_ + bound;
+  }
+  ~BoundedWriter() { out_.resize(static_cast<size_t>(p_ - out_.data())); }
+  BoundedWriter(const BoundedWriter&) = delete;
+  BoundedWriter& operator=(const BoundedWriter&) = delete;
+
+  // As http::append: string-like arguments verbatim, integers in decimal.
+  template <typename... Args>
+  void add(const Args&... args) {
+    (one(args), ...);
+  }
+
+  // At most this many bytes for a decimal number.
+  static constexpr size_t kMaxDecimal = 20;
+
+ private:
+  template <typename A>
+  void one(const A& a) {
+    using R = std::remove_cv_t<std::remove_reference_t<A>>;
+    using T = std::decay_t<A>;
+    if constexpr (std::is_array_v<R>) {
+      copy(a, sizeof(R) - 1);  // a string literal: a copy of known length
+    } else if constexpr (std::is_integral_v<T> && !std::is_same_v<T, char>) {
+      char buf[24];
+      char* e = buf + sizeof(buf);
+      char* q = e;
+      int64_t v = static_cast<int64_t>(a);
+      uint64_t u = v < 0 ? 0 - static_cast<uint64_t>(v) : static_cast<uint64_t>(v);
+      do {
+        *--q = static_cast<char>('0' + u % 10);
+        u /= 10;
+      } while (u != 0);
+      if (v < 0) *--q = '-';
+      copy(q, static_cast<size_t>(e - q));
+    } else if constexpr (std::is_same_v<T, char>) {
+      copy(&a, 1);
+    } else {
+      std::string_view s(a);
+      copy(s.data(), s.size());
+    }
+  }
+  void copy(const char* s, size_t n) {
+    assert(static_cast<size_t>(end_ - p_) >= n && "BoundedWriter: bound too small");
+    std::memcpy(p_, s, n);
+    p_ += n;
+  }
+
+  std::string& out_;
+  char* p_;
+  char* end_;
+};
 
 // ASCII case-insensitive prefix test.
 inline bool startsWithIgnoreCase(std::string_view s, std::string_view prefix) {

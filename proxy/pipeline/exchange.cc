@@ -3,7 +3,9 @@
 #include "proxy/pipeline/exchange.h"
 
 #include <algorithm>
+#include <array>
 #include <cassert>
+#include <cstring>
 
 #include "policy/deadline.h"
 #include "policy/retry.h"
@@ -15,14 +17,24 @@
 namespace airbag::pipeline {
 namespace {
 
-void appendHex(std::string& out, uint64_t v) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  char buf[16];
-  for (int i = 15; i >= 0; --i) {
-    buf[i] = kHex[v & 0xf];
-    v >>= 4;
+// A generated request id: two random 64-bit numbers as 32 lower-case hex
+// digits, a byte (two digits) per table lookup.
+void appendRequestId(std::string& out, uint64_t a, uint64_t b) {
+  static constexpr auto kPairs = [] {
+    constexpr char kHex[] = "0123456789abcdef";
+    std::array<char, 512> t{};
+    for (int i = 0; i < 256; ++i) {
+      t[2 * i] = kHex[i >> 4];
+      t[2 * i + 1] = kHex[i & 0xf];
+    }
+    return t;
+  }();
+  char buf[32];
+  for (int i = 7; i >= 0; --i, a >>= 8, b >>= 8) {
+    std::memcpy(buf + 2 * i, &kPairs[2 * (a & 0xff)], 2);
+    std::memcpy(buf + 16 + 2 * i, &kPairs[2 * (b & 0xff)], 2);
   }
-  out.append(buf, 16);
+  out.append(buf, sizeof(buf));
 }
 
 // A request moves forward through the stages; the only ways back are from a
@@ -107,8 +119,8 @@ void Exchange::start(const RequestView& request) {
   if (id && !id->empty() && id->size() <= 200) {
     request_id_.assign(*id);
   } else {
-    appendHex(request_id_, ctx_.rng());
-    appendHex(request_id_, ctx_.rng());
+    uint64_t hi = ctx_.rng();
+    appendRequestId(request_id_, hi, ctx_.rng());
     r_.request_id_generated = true;
   }
   // RFC 9112 §3.2: exactly one valid Host on HTTP/1.1; at most one on 1.0.
@@ -356,8 +368,14 @@ void Exchange::launchTry(const UpstreamConfig& upstream, UpstreamClient* client,
 void Exchange::buildUpstreamHead(absl::Time now, const UpstreamConfig& upstream) {
   std::string& h = upstream_head_;
   h.clear();
-  http::append(h, r_.view.method, " ", upstream.base_path, r_.view.url, " HTTP/1.1\r\n");
   const http::HeaderList& in = *r_.view.headers;
+  // The literals below come to under 100 bytes, plus two numbers.
+  size_t bound = 100 + 2 * http::BoundedWriter::kMaxDecimal + r_.view.method.size() +
+                 upstream.base_path.size() + r_.view.url.size() + upstream.host_header.size() +
+                 request_id_.size();
+  for (size_t i = 0; i < in.size(); ++i) bound += in.name(i).size() + in.value(i).size() + 4;
+  http::BoundedWriter w(h, bound);
+  w.add(r_.view.method, " ", upstream.base_path, r_.view.url, " HTTP/1.1\r\n");
   // Names listed in Connection are hop-by-hop too (RFC 9110 §7.6.1); the
   // usual "keep-alive"/"close" lists name nothing else worth a look.
   const auto& conn = r_.connection_header;
@@ -374,7 +392,7 @@ void Exchange::buildUpstreamHead(absl::Time now, const UpstreamConfig& upstream)
       case http::HeaderKind::kCacheControl:
       case http::HeaderKind::kPragma:
         if (connection_lists && http::headerHasToken(*conn, name)) continue;
-        http::append(h, name, ": ", in.value(i), "\r\n");
+        w.add(name, ": ", in.value(i), "\r\n");
         break;
       default:  // hop-by-hop, framing, Host, Expect and our budget header are ours to set
         break;
@@ -382,16 +400,16 @@ void Exchange::buildUpstreamHead(absl::Time now, const UpstreamConfig& upstream)
   }
   // The upstream is addressed by its own name (as nginx's proxy_pass does):
   // a fallback on another host, or a hosted API, expects its own Host.
-  http::append(h, "host: ", upstream.host_header, "\r\n");
-  if (r_.request_id_generated) http::append(h, "x-request-id: ", request_id_, "\r\n");
+  w.add("host: ", upstream.host_header, "\r\n");
+  if (r_.request_id_generated) w.add("x-request-id: ", request_id_, "\r\n");
   if (r_.client_budget) {
     int64_t left = std::max<int64_t>(0, absl::ToInt64Milliseconds(r_.deadline - now));
-    http::append(h, "x-airbag-timeout-ms: ", left, "\r\n");
+    w.add("x-airbag-timeout-ms: ", left, "\r\n");
   }
   std::string_view m = r_.view.method;
   if (!r_.view.body.empty() || m == "POST" || m == "PUT" || m == "PATCH")
-    http::append(h, "content-length: ", r_.view.body.size(), "\r\n");
-  h += "\r\n";
+    w.add("content-length: ", r_.view.body.size(), "\r\n");
+  w.add("\r\n");
 }
 
 AnswerMeta Exchange::answerMeta() {
@@ -494,20 +512,15 @@ void Exchange::onDownstreamWritable() {
 
 void Exchange::replyLocal(int status, std::string_view code, std::string_view message,
                           std::optional<int> retry_after_seconds) {
-  if (!down_.keepAlive()) r_.close = true;
+  setSource(AnswerSource::kNone);
   LocalReply reply;
   reply.status = status;
   reply.code = code;
   reply.message = message;
   reply.route = r_.route ? std::string_view(r_.route->name) : std::string_view();
-  reply.request_id = request_id_;
-  reply.attempts = r_.attempts;
-  reply.close = r_.close;
-  reply.http10_keep_alive = r_.view.version_minor == 0;
-  reply.retry_after_seconds = retry_after_seconds;
-  reply.cache = r_.cache_status;
+  reply.meta = answerMeta();
+  reply.meta.retry_after_seconds = retry_after_seconds;
   reply.head_only = r_.view.method == "HEAD";
-  setSource(AnswerSource::kNone);
   scratch_.clear();
   appendLocalReply(scratch_, reply);
   r_.bytes_sent = static_cast<int64_t>(scratch_.size());

@@ -1,8 +1,6 @@
 // Building local JSON replies; see local_reply.h.
 #include "proxy/pipeline/local_reply.h"
 
-#include "proxy/pipeline/answer_head.h"
-
 namespace airbag::pipeline {
 
 void appendJsonEscaped(std::string& out, std::string_view s) {
@@ -41,14 +39,8 @@ void appendLocalReply(std::string& out, const LocalReply& r) {
     body += '"';
   }
   body += "}}\n";
-  AnswerMeta meta;
+  AnswerMeta meta = r.meta;
   meta.source = "none";
-  meta.attempts = r.attempts;
-  meta.request_id = r.request_id;
-  meta.cache = r.cache;
-  meta.retry_after_seconds = r.retry_after_seconds;
-  meta.close = r.close;
-  meta.http10_keep_alive = r.http10_keep_alive;
   static const HeaderPairs kNoHeaders;
   appendAnswerHead(out, r.status, kNoHeaders, "application/json", Framing::kLength, body.size(),
                    meta);

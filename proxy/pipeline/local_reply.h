@@ -2,9 +2,10 @@
 // the ladder can answer (DESIGN.md §4), and for requests it refuses.
 #pragma once
 
-#include <optional>
 #include <string>
 #include <string_view>
+
+#include "proxy/pipeline/answer_head.h"
 
 namespace airbag::pipeline {
 
@@ -13,12 +14,9 @@ struct LocalReply {
   std::string_view code;     // "no_route", "timeout", ...
   std::string_view message;  // human-readable
   std::string_view route;    // empty when no route matched
-  std::string_view request_id;
-  int attempts = 0;
-  std::optional<int> retry_after_seconds;
-  std::string_view cache;  // x-airbag-cache value, empty for routes without a cache
-  bool close = false;  // adds "connection: close"
-  bool http10_keep_alive = false;  // adds "connection: keep-alive" for HTTP/1.0 clients
+  // What the head says besides (attempts, request id, cache, connection);
+  // `meta.source` is always written as "none": nothing answered.
+  AnswerMeta meta;
   bool head_only = false;  // the answer to a HEAD: the head alone, with the body's length
 };
 

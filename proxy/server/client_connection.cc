@@ -273,7 +273,7 @@ void ClientConnection::refuse(int status, std::string_view code, std::string_vie
   reply.status = status;
   reply.code = code;
   reply.message = message;
-  reply.close = true;
+  reply.meta.close = true;
   reply.head_only = parser_.headersComplete() && parser_.method() == "HEAD";
   std::string out;
   pipeline::appendLocalReply(out, reply);

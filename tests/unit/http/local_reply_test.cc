@@ -67,7 +67,7 @@ TEST(LocalReplyTest, MinimalReplyParsesAsHttp) {
   r.code = "upstream_unavailable";
   r.message = "no level of the ladder could answer";
   r.route = "chat";
-  r.attempts = 3;
+  r.meta.attempts = 3;
   std::string wire = "prefix-kept|";
   appendLocalReply(wire, r);
   ASSERT_EQ(wire.rfind("prefix-kept|", 0), 0u);
@@ -142,7 +142,7 @@ TEST(LocalReplyTest, RetryAfterOnlyWhenAsked) {
   r.status = 429;
   r.code = "shed";
   r.message = "overloaded";
-  r.retry_after_seconds = 7;
+  r.meta.retry_after_seconds = 7;
   std::string wire;
   appendLocalReply(wire, r);
   Parsed p = parse(wire);
@@ -151,7 +151,7 @@ TEST(LocalReplyTest, RetryAfterOnlyWhenAsked) {
   EXPECT_EQ(countHeader(p.headers, "retry-after"), 1u);
   EXPECT_EQ(p.headers.get("retry-after"), "7");
 
-  r.retry_after_seconds = 0;
+  r.meta.retry_after_seconds = 0;
   wire.clear();
   appendLocalReply(wire, r);
   p = parse(wire);
@@ -164,7 +164,7 @@ TEST(LocalReplyTest, ConnectionHeaderOnlyWhenAsked) {
   r.code = "c";
   r.message = "m";
 
-  r.close = true;
+  r.meta.close = true;
   std::string wire;
   appendLocalReply(wire, r);
   Parsed p = parse(wire);
@@ -174,7 +174,7 @@ TEST(LocalReplyTest, ConnectionHeaderOnlyWhenAsked) {
   EXPECT_FALSE(p.keep_alive);
 
   // close wins over the HTTP/1.0 keep-alive echo.
-  r.http10_keep_alive = true;
+  r.meta.http10_keep_alive = true;
   wire.clear();
   appendLocalReply(wire, r);
   p = parse(wire);
@@ -182,7 +182,7 @@ TEST(LocalReplyTest, ConnectionHeaderOnlyWhenAsked) {
   EXPECT_EQ(countHeader(p.headers, "connection"), 1u);
   EXPECT_EQ(p.headers.get("connection"), "close");
 
-  r.close = false;
+  r.meta.close = false;
   wire.clear();
   appendLocalReply(wire, r);
   p = parse(wire);
@@ -196,8 +196,8 @@ TEST(LocalReplyTest, CacheAndRequestIdHeadersOnlyWhenAsked) {
   r.status = 504;
   r.code = "timeout";
   r.message = "deadline";
-  r.cache = "miss";
-  r.request_id = "req-42";
+  r.meta.cache = "miss";
+  r.meta.request_id = "req-42";
   std::string wire;
   appendLocalReply(wire, r);
   Parsed p = parse(wire);

@@ -118,5 +118,31 @@ TEST(StatusTest, EveryKnownPhraseIsNonEmptyAndPrintable) {
   }
 }
 
+TEST(BoundedWriterTest, WritesLikeAppendAndTrimsToWhatWasWritten) {
+  std::string viaAppend = "HTTP/1.1 ";
+  std::string viaWriter = "HTTP/1.1 ";
+  const std::string owned = "owned";
+  append(viaAppend, 200, ' ', std::string_view("OK"), "\r\n", owned, int64_t{-42}, uint64_t{0},
+         std::numeric_limits<int64_t>::min());
+  {
+    BoundedWriter w(viaWriter, 256);
+    w.add(200, ' ', std::string_view("OK"), "\r\n", owned, int64_t{-42}, uint64_t{0},
+          std::numeric_limits<int64_t>::min());
+    // Until the writer goes, the string holds the whole bound.
+    EXPECT_EQ(viaWriter.size(), 9u + 256u);
+  }
+  EXPECT_EQ(viaWriter, viaAppend);
+  EXPECT_EQ(viaWriter, "HTTP/1.1 200 OK\r\nowned-420-9223372036854775808");
+}
+
+TEST(BoundedWriterTest, ExactBoundIsEnough) {
+  std::string out;
+  {
+    BoundedWriter w(out, 2 + BoundedWriter::kMaxDecimal);
+    w.add("ab", std::numeric_limits<uint64_t>::max() >> 1);
+  }
+  EXPECT_EQ(out, "ab9223372036854775807");
+}
+
 }  // namespace
 }  // namespace airbag::http
