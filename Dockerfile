@@ -4,7 +4,8 @@
 #   runtime-base       Debian 12 slim with only the shared libraries the binaries load
 #   demo-model-server  the demo model server, for trying things:  docker build --target demo-model-server .
 #   airbag             the default target: airbag as the entrypoint, a non-root user
-# tests/deploy/image_test.mjs checks the runtime stages against `ldd` of the built binaries and
+# tests/deploy/image_test.mjs checks the runtime stages against `ldd` of the built binaries (and of
+# libcurl, which airbag opens at run time for https upstreams and health checks) and
 # the build stage's commands against the README.
 
 FROM debian:12 AS build

@@ -81,13 +81,14 @@ def cpu_seconds(root):
     return total / CLK_TCK
 
 
-def rss_kib(root, tree=True):
+def rss_kib(root, tree=True, field="VmRSS"):
+    """field: VmRSS (all resident pages) or RssAnon (the process's own, not file-backed)."""
     total = 0
     for pid in process_tree(root) if tree else [root]:
         try:
             with open(f"/proc/{pid}/status") as f:
                 for line in f:
-                    if line.startswith("VmRSS:"):
+                    if line.startswith(field + ":"):
                         total += int(line.split()[1])
         except OSError:
             continue
@@ -421,6 +422,7 @@ def main_run(args):
         return True
 
     idle_rss = {n: rss_kib(t.pid) for n, t in targets.items() if n != "direct"}
+    idle_anon = {n: rss_kib(t.pid, field="RssAnon") for n, t in targets.items() if n != "direct"}
     direct = targets["direct"].url
     get_size = len(request(direct + GET_PATH)[2])
     post_size = len(request(direct + POST_PATH, "POST", POST_BODY,
@@ -499,6 +501,7 @@ def main_run(args):
         for rnd, peak in sorted(peaks.items()):
             rows.append((rnd, "rss", name, "peak_kib", peak))
         rows.append((0, "rss", name, "idle_kib", idle_rss[name]))
+        rows.append((0, "rss", name, "idle_anon_kib", idle_anon[name]))
 
     os.makedirs(args.out_dir, exist_ok=True)
     with open(os.path.join(args.out_dir, "results.csv"), "w", newline="") as f:
@@ -621,6 +624,8 @@ def report(rows, args, features, targets):
                 {n: v for n, v in pick("cpu_us", 1 / SSE_EVENTS).items() if n != "direct"}, 2)
     row("memory", "idle RSS (MiB)",
         {n: series("rss", n, "idle_kib", 1 / 1024) for n in PROXIES if n in targets}, 1)
+    row("memory", "idle private RSS (MiB)",
+        {n: series("rss", n, "idle_anon_kib", 1 / 1024) for n in PROXIES if n in targets}, 1)
     row("memory", "peak RSS under load (MiB)",
         {n: series("rss", n, "peak_kib", 1 / 1024) for n in PROXIES if n in targets}, 1)
 

@@ -8,6 +8,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "proxy/upstream/curl_library.h"
 
 namespace airbag::pipeline {
 
@@ -72,6 +73,13 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> Snapshot::build(
   if (!routes.ok()) return routes.status();
   snap->routes = std::move(routes).value();
   for (const UpstreamConfig& u : config->upstreams) {
+    // libcurl is opened here, on the loading thread, the first time a
+    // configuration needs it; a worker never waits for it.
+    if (u.https || u.health) {
+      if (absl::Status loaded = upstream::loadCurl(); !loaded.ok())
+        return absl::FailedPreconditionError(
+            absl::StrCat("upstream ", u.name, ": ", loaded.message()));
+    }
     ResolvedUpstream r;
     r.config = &u;
     addrinfo hints{};

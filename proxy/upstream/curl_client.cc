@@ -95,11 +95,6 @@ CurlClientOptions curlOptions(const std::string& name, const UpstreamConfig& u,
   return o;
 }
 
-void initCurl() {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
-
 // A socket curl asked us to watch, with its libevent event.
 struct CurlClient::SocketWatch {
   std::unique_ptr<event, void (*)(event*)> ev{nullptr, &event_free};
@@ -353,9 +348,9 @@ CurlClient::CurlClient(event_base* base, CurlClientOptions options,
       options_(std::move(options)),
       metrics_(metrics),
       logger_(std::move(logger)),
-      // libcurl is initialised on first use (once per process), so a process
-      // without https upstreams never loads it.
-      multi_((initCurl(), curl_multi_init()), [](CURLM* m) { curl_multi_cleanup(m); }),
+      // libcurl was loaded (loadCurl) when a configuration with an https
+      // upstream was loaded; a process without one never loads it.
+      multi_(curl_multi_init(), [](CURLM* m) { curl_multi_cleanup(m); }),
       timer_(evtimer_new(base, &CurlClient::timeoutCb, this), &event_free),
       kick_ev_(event_new(base, -1, 0, &CurlClient::kickCb, this), &event_free) {
   const std::string& name = options_.sni.empty() ? options_.host : options_.sni;

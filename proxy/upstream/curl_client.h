@@ -57,9 +57,6 @@ struct CurlClientOptions {
 CurlClientOptions curlOptions(const std::string& name, const UpstreamConfig& u,
                               const sockaddr_storage* address);
 
-// Makes libcurl's process-wide set-up; call before any thread uses a CurlClient.
-void initCurl();
-
 class CurlClient final : public UpstreamClient {
  public:
   // `base` and `metrics` (may be null) must outlive the client; `logger` may

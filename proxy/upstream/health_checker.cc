@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "proxy/metrics/metrics.h"
 #include "proxy/upstream/curl_client.h"
+#include "proxy/upstream/curl_library.h"
 #include "spdlog/spdlog.h"
 
 namespace airbag::upstream {
@@ -121,7 +122,12 @@ void HealthChecker::start() {
 void HealthChecker::update(std::vector<HealthTarget> targets) {
   // libcurl (and OpenSSL under it) only when something is probed: a process
   // without health checks or https upstreams never pays for them.
-  if (!targets.empty()) initCurl();
+  if (!targets.empty()) {
+    if (absl::Status loaded = loadCurl(); !loaded.ok()) {
+      if (logger_) logger_->error("health checks are off: {}", std::string(loaded.message()));
+      targets.clear();
+    }
+  }
   {
     absl::MutexLock l(&mu_);
     pending_ = std::move(targets);

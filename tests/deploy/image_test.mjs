@@ -47,15 +47,28 @@ function installed(s) {
   return pkgs;
 }
 
-// The Debian package that ships each shared library the binary loads (one dpkg query for all).
-function neededPackages(binary) {
-  const ldd = run("ldd", [binary]);
-  if (!check(ldd.status === 0, `ldd ${binary}: ${ldd.stderr}`)) return [];
-  const libs = [...new Set([...ldd.stdout.matchAll(/=>\s+(\/\S+)/g)].map((m) => m[1]))];
+// Where the dynamic loader finds a library by its soname, from `ldconfig -p`.
+function libraryPath(soname) {
+  const m = new RegExp(`^\\s*${soname.replace(/\./g, "\\.")} \\(.*\\) => (\\S+)$`, "m")
+    .exec(run("ldconfig", ["-p"]).stdout);
+  check(m, `ldconfig does not know ${soname}`);
+  return m?.[1];
+}
+
+// The Debian package that ships each shared library the binary loads (one dpkg query for all),
+// with `opened` (sonames the binary opens at run time, and what they load) among them.
+function neededPackages(binary, opened = []) {
+  const libs = new Set();
+  for (const file of [binary, ...opened.map(libraryPath).filter(Boolean)]) {
+    if (file !== binary) libs.add(file);
+    const ldd = run("ldd", [file]);
+    if (!check(ldd.status === 0, `ldd ${file}: ${ldd.stderr}`)) continue;
+    for (const m of ldd.stdout.matchAll(/=>\s+(\/\S+)/g)) libs.add(m[1]);
+  }
   // Debian 12 registers a library under /lib or /usr/lib: ask for both spellings.
   const spellings = (lib) => [lib, lib.startsWith("/usr/") ? lib.slice(4) : `/usr${lib}`];
   const owners = new Map();
-  for (const line of run("dpkg", ["-S", ...libs.flatMap(spellings)]).stdout.split("\n")) {
+  for (const line of run("dpkg", ["-S", ...[...libs].flatMap(spellings)]).stdout.split("\n")) {
     const m = /^([^:]+)(?::[^:]+)?: (\/\S+)$/.exec(line.trim());
     if (m) owners.set(m[2], m[1]);
   }
@@ -71,15 +84,16 @@ const build = stage("build");
 const final = all.at(-1);
 check(build && /^debian:12(\b|$)/.test(build.from), "the build stage is not FROM debian:12");
 equal(final?.name, "airbag", "the default (last) stage");
-for (const [name, binary, where] of [
-  ["airbag", env.airbag, "/usr/local/bin/airbag"],
-  ["demo-model-server", env.demo, "/usr/local/bin/demo-model-server"],
+// airbag opens libcurl when a configuration has an https upstream or a health check.
+for (const [name, binary, where, opened] of [
+  ["airbag", env.airbag, "/usr/local/bin/airbag", ["libcurl.so.4"]],
+  ["demo-model-server", env.demo, "/usr/local/bin/demo-model-server", []],
 ]) {
   const s = stage(name);
   if (!check(s, `no ${name} stage`)) continue;
   check(/^debian:12-slim$/.test(chain(s).at(-1).from), `${name} is not built on debian:12-slim`);
   const have = installed(s);
-  for (const pkg of neededPackages(binary)) {
+  for (const pkg of neededPackages(binary, opened)) {
     check(have.has(pkg), `${name}: ldd needs ${pkg}, which the stage does not install`);
   }
   check(s.copies.some((c) => c.startsWith("--from=build ") && c.endsWith(where)), `${name}: not copied from the build stage to ${where}`);

@@ -1,6 +1,7 @@
 // Integration: https:// upstreams through the libcurl client, against nginx terminating TLS in
 // front of the demo model server. Certificates (a throwaway CA, a good, an expired and a
 // wrong-host leaf) are made with the openssl command at test time, never kept.
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -168,6 +169,49 @@ TEST_F(HttpsUpstreamTest, AnswersComeThroughTlsOnReusedConnections) {
   EXPECT_EQ(a->metric(R"(airbag_upstream_connections_opened_total{upstream="model"})"), 1);
   EXPECT_EQ(a->metric(R"(airbag_upstream_attempts_total{route="r",upstream="model",outcome="ok"})"),
             6);
+}
+
+// Whether the process has libcurl mapped (/proc/PID/maps).
+bool mapsLibcurl(pid_t pid) {
+  std::ifstream maps("/proc/" + std::to_string(pid) + "/maps");
+  std::string line;
+  while (std::getline(maps, line))
+    if (line.find("libcurl") != std::string::npos) return true;
+  return false;
+}
+
+TEST_F(HttpsUpstreamTest, LibcurlIsLoadedOnlyOnceAConfigurationNeedsIt) {
+  constexpr char kPlain[] = R"(
+listen: { address: ${LISTEN}, workers: 1 }
+admin: { address: ${ADMIN} }
+log: { level: warn, access_log: off }
+upstreams:
+  model: { url: "${MODEL}" }
+routes:
+  - name: r
+    match: { path_prefix: / }
+    upstream: model
+)";
+  auto started = AirbagProcess::start(kPlain, {{"MODEL", demo_->url()}});
+  ASSERT_TRUE(started.ok()) << started.status();
+  auto& a = *started;
+  EXPECT_EQ(a->fetch("GET", "/v1/models").status, 200);
+  EXPECT_FALSE(mapsLibcurl(a->process().pid())) << "a plain-http configuration loaded libcurl";
+
+  // A reload that adds an https upstream loads it, and the new upstream answers at once.
+  auto nginx = Nginx::start(*certs_, "good", demo_->port());
+  ASSERT_NE(nginx, nullptr);
+  ASSERT_TRUE(a->rewriteConfig(kConfig, {{"URL", nginx->url()},
+                                         {"CA", certs_->path("ca.pem")},
+                                         {"VERIFY", "true"},
+                                         {"SNI", ""}})
+                  .ok());
+  Response reload = a->admin("POST", "/reload");
+  ASSERT_EQ(reload.status, 200) << reload.body;
+  EXPECT_TRUE(mapsLibcurl(a->process().pid()));
+  Response r = a->fetch("GET", "/v1/models");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.header("x-airbag-source"), "upstream");
 }
 
 TEST_F(HttpsUpstreamTest, SniNameIsTheOneVerified) {
