@@ -134,24 +134,24 @@ WorkerMetrics::~WorkerMetrics() = default;
 const Families& WorkerMetrics::families() const { return registry_->families(); }
 
 WorkerMetrics::Cell* WorkerMetrics::cell(FamilyId id, MetricType type, const LabelValues& labels) {
-  if (!id.valid()) return nullptr;
-  const Registry::FamilyDesc& d = registry_->desc(id.index);
-  if (d.type != type) return nullptr;
-  LabelValues key = normalize(labels, d.labels.size());
-  CellMap& map = cells_[id.index];
-  if (auto it = map.find(key); it != map.end()) return it->second.get();
-  std::lock_guard<std::mutex> lock(mu_);
-  return insertLocked(id.index, key);
+  return findOrInsert(id, type, labels, /*lock=*/true);
 }
 
 WorkerMetrics::Cell* WorkerMetrics::cellLocked(FamilyId id, MetricType type,
                                                const LabelValues& labels) {
+  return findOrInsert(id, type, labels, /*lock=*/false);
+}
+
+WorkerMetrics::Cell* WorkerMetrics::findOrInsert(FamilyId id, MetricType type,
+                                                 const LabelValues& labels, bool lock) {
   if (!id.valid()) return nullptr;
   const Registry::FamilyDesc& d = registry_->desc(id.index);
   if (d.type != type) return nullptr;
   LabelValues key = normalize(labels, d.labels.size());
   CellMap& map = cells_[id.index];
   if (auto it = map.find(key); it != map.end()) return it->second.get();
+  if (!lock) return insertLocked(id.index, key);
+  std::lock_guard<std::mutex> held(mu_);
   return insertLocked(id.index, key);
 }
 

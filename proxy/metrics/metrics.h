@@ -163,6 +163,9 @@ class WorkerMetrics {
   // Runs fn on the cell for these labels, locking as the shard needs.
   template <typename Fn>
   void withCell(FamilyId id, MetricType type, const LabelValues& labels, Fn&& fn);
+  // The lookup both share; `lock`: take mu_ for an insert (cell) or not
+  // (cellLocked, whose caller holds it).
+  Cell* findOrInsert(FamilyId id, MetricType type, const LabelValues& labels, bool lock);
   Cell* insertLocked(size_t index, const LabelValues& normalized);
 
   const Registry* const registry_;
