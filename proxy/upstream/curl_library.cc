@@ -125,6 +125,12 @@ extern "C" {
 AIRBAG_CURL_FIXED(AIRBAG_FORWARD)
 #undef AIRBAG_FORWARD
 
+// The signatures are libcurl's own: an enum just before the "...", which clang
+// warns may be promoted; libcurl's definitions start their lists the same way.
+#if defined(__clang__)
+#pragma clang diagnostic push
+#pragma clang diagnostic ignored "-Wvarargs"
+#endif
 #define AIRBAG_FORWARD(ret, name, handle_type, option_type)                             \
   ret name(handle_type h, option_type option, ...) {                                    \
     const auto& f = airbag::upstream::lib(#name).name;                                  \
@@ -143,5 +149,8 @@ AIRBAG_CURL_FIXED(AIRBAG_FORWARD)
   }
 AIRBAG_CURL_VARIADIC(AIRBAG_FORWARD)
 #undef AIRBAG_FORWARD
+#if defined(__clang__)
+#pragma clang diagnostic pop
+#endif
 
 }  // extern "C"
