@@ -99,6 +99,7 @@ UpstreamClient* Worker::httpClient(const pipeline::ResolvedUpstream& u, uint32_t
   o.address_len = u.address_len;
   o.connect_timeout = u.config->connect_timeout;
   o.max_connections = max_connections;
+  o.counts = u.health->connections();
   for (auto& p : pools_)
     if (p->sameOptions(o)) return p.get();
   pools_.push_back(std::make_unique<upstream::HttpPool>(ctx_.base, o, ctx_.metrics));
@@ -109,6 +110,7 @@ UpstreamClient* Worker::httpsClient(const pipeline::ResolvedUpstream& u,
                                     uint32_t max_connections) {
   upstream::CurlClientOptions o = upstream::curlOptions(u.config->name, *u.config, &u.address);
   o.max_connections = max_connections;
+  o.counts = u.health->connections();
   for (auto& c : curl_clients_)
     if (c->options() == o) return c.get();
   curl_clients_.push_back(
