@@ -2,7 +2,7 @@
 // send queued and drained with the write event armed only meanwhile, reads,
 // connect, errors reported from the loop, and silence after stop().
 #include "proxy/http/stream_socket.h"
-#include "tests/unit/http/event_loop_util.h"
+#include "tests/unit/http/socket_test_util.h"
 
 #include <arpa/inet.h>
 #include <event2/event.h>
@@ -23,6 +23,7 @@ namespace airbag::http {
 namespace {
 
 using testing::EventBasePtr;
+using testing::pattern;
 
 class Recorder : public StreamSocket::Listener {
  public:
@@ -108,12 +109,6 @@ class StreamSocketTest : public ::testing::Test {
   int mine_ = -1;
   int peer_ = -1;
 };
-
-std::string pattern(size_t n, char seed) {
-  std::string s(n, ' ');
-  for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>(seed + i % 23);
-  return s;
-}
 
 TEST_F(StreamSocketTest, WriteFirstSendsEveryPartAtOnceAndArmsNothing) {
   StreamSocket& s = adopt();

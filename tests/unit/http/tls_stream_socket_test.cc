@@ -21,13 +21,14 @@
 #include <string>
 
 #include "proxy/http/stream_socket.h"
-#include "tests/unit/http/event_loop_util.h"
+#include "tests/unit/http/socket_test_util.h"
 #include "proxy/http/tls.h"
 
 namespace airbag::http {
 namespace {
 
 using testing::EventBasePtr;
+using testing::pattern;
 
 // A self-signed P-256 certificate for CN=`cn`, written as PEM to `dir`.
 void writePair(const std::filesystem::path& dir, const std::string& name, const char* cn) {
@@ -157,12 +158,6 @@ class TlsStreamSocketTest : public ::testing::Test {
   bool ended_ = false;
   bool failed_ = false;
 };
-
-std::string pattern(size_t n, char seed) {
-  std::string s(n, ' ');
-  for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>(seed + i % 23);
-  return s;
-}
 
 TEST_F(TlsStreamSocketTest, HandshakeAlpnAndBytesBothWays) {
   StreamSocket& s = adopt();

@@ -1,5 +1,5 @@
-// A test's own event loop: owned, and run pass by pass until a condition
-// holds, bounded in time.
+// What the socket tests share: their own event loop, run pass by pass until
+// a condition holds (bounded in time), and recognisable test bytes.
 #pragma once
 
 #include <event2/event.h>
@@ -7,6 +7,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <string>
 
 namespace airbag::http::testing {
 
@@ -25,6 +26,13 @@ inline bool runUntil(event_base* base, const std::function<bool()>& done) {
     event_base_loop(base, EVLOOP_ONCE);
   }
   return true;
+}
+
+// `n` bytes of a pattern that starts at `seed`: a shifted or dropped byte shows.
+inline std::string pattern(size_t n, char seed) {
+  std::string s(n, ' ');
+  for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>(seed + i % 23);
+  return s;
 }
 
 }  // namespace airbag::http::testing
