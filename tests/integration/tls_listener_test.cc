@@ -203,7 +203,11 @@ class TlsListenerTest : public ::testing::Test {
     return true;
   }
 
-  TlsClient::Options trusting() const { return {certs_->path("ca.pem")}; }
+  TlsClient::Options trusting() const {
+    TlsClient::Options o;
+    o.ca = certs_->path("ca.pem");
+    return o;
+  }
 
   // curl over https to the TLS port; `args` go before the URL.
   CommandResult curl(std::vector<std::string> args, const std::string& path = "/v1/models") {
