@@ -27,7 +27,7 @@ constexpr char kConfig[] = R"(
 listen:
   address: ${LISTEN}
   workers: 2
-  tls: { address: "127.0.0.1:${TLS_PORT}", cert: ${PAIR}/server.pem, key: ${PAIR}/server.key${EXTRA} }
+  tls: { address: "127.0.0.1:0", cert: ${PAIR}/server.pem, key: ${PAIR}/server.key${EXTRA} }
   limits: { header_timeout: ${HEADER_TIMEOUT} }
 admin: { address: ${ADMIN} }
 log: { level: info, access_log: off }
@@ -168,10 +168,8 @@ class TlsListenerTest : public ::testing::Test {
   }
 
   AirbagProcess::Vars vars(const std::string& extra = "", const std::string& header_timeout = "10s") {
-    if (tls_port_ == 0) tls_port_ = freePort();
     return {{"MODEL", demo_->url()},
             {"PAIR", pair_->path().string()},
-            {"TLS_PORT", std::to_string(tls_port_)},
             {"EXTRA", extra},
             {"HEADER_TIMEOUT", header_timeout}};
   }
@@ -185,6 +183,14 @@ class TlsListenerTest : public ::testing::Test {
       ADD_FAILURE() << a.status();
       return nullptr;
     }
+    // The TLS port is the kernel's choice (port 0); the start-up line names it.
+    auto m = (*a)->process().waitForRegex(R"(and 127\.0\.0\.1:(\d+) \(TLS\))",
+                                          milliseconds(5000));
+    if (!m) {
+      ADD_FAILURE() << "no TLS port in the start-up line";
+      return nullptr;
+    }
+    tls_port_ = std::stoi((*m)[1]);
     return std::move(*a);
   }
 
@@ -439,7 +445,7 @@ TEST_F(TlsListenerTest, UnreadablePairFailsTheStartNamingTheFile) {
 
   auto expanded = expandPlaceholders(
       kConfig, {{"LISTEN", "127.0.0.1:0"}, {"ADMIN", "127.0.0.1:0"}, {"MODEL", demo_->url()},
-                {"PAIR", pair_->path().string()}, {"TLS_PORT", "0"}, {"EXTRA", ""},
+                {"PAIR", pair_->path().string()}, {"EXTRA", ""},
                 {"HEADER_TIMEOUT", "10s"}});
   ASSERT_TRUE(expanded.ok()) << expanded.status();
   auto file = pair_->write("airbag.yaml", *expanded);
