@@ -34,6 +34,7 @@ POST_PATH = "/predict"
 CACHE_PATH = "/v2/models/bench/infer"
 DOWN_PATH = "/down"
 OPEN_PATH = "/open"
+HTTPS_UP_PATH = "/https/predict"
 SSE_PATH = "/v1/chat/completions"
 POST_BODY = b'{"amount":120,"features":[0.12,0.5,0.33,0.91],"request":"bench"}'
 SSE_BODY = (b'{"model":"bench","stream":true,'
@@ -130,9 +131,11 @@ class Target:
         self.host, self.port = parsed.hostname, parsed.port
 
 
-def run_wrk(url, method, body_file, connections, duration_s, timeout_s, threads=1, cpus=None):
+def run_wrk(url, method, body_file, connections, duration_s, timeout_s, close=False, threads=1,
+            cpus=None):
     """cpus: the CPUs wrk may run on (default: this process's own affinity)."""
-    env = dict(os.environ, BENCH_METHOD=method, BENCH_BODY_FILE=body_file or "")
+    env = dict(os.environ, BENCH_METHOD=method, BENCH_BODY_FILE=body_file or "",
+               BENCH_CLOSE="1" if close else "")
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration_s}s", "--timeout", "2s",
            "-s", WRK_SCRIPT, url]
     pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
@@ -379,9 +382,12 @@ def probe_features(targets, admin_url, log):
 # ---------------------------------------------------------------- the run
 
 class Case:
-    def __init__(self, key, title, kind, path=None, method="POST", targets=ORDER, expect=200):
+    """tls: the client speaks TLS to the proxy's TLS port; close: a new connection per request."""
+    def __init__(self, key, title, kind, path=None, method="POST", targets=ORDER, expect=200,
+                 tls=False, close=False):
         self.key, self.title, self.kind = key, title, kind
         self.path, self.method, self.targets, self.expect = path, method, targets, expect
+        self.tls, self.close = tls, close
 
 
 CASES = [
@@ -393,6 +399,12 @@ CASES = [
     Case("open", "breaker forced open → local 503", "wrk", OPEN_PATH, targets=("airbag",),
          expect=503),
     Case("sse", f"SSE relay, {SSE_EVENTS} events", "sse"),
+    Case("tls", "TLS termination, keep-alive POST", "wrk", POST_PATH,
+         targets=("airbag", "nginx"), tls=True),
+    Case("tlsnew", "TLS termination, new connection per POST", "wrk", POST_PATH,
+         targets=("airbag", "nginx"), tls=True, close=True),
+    Case("httpsup", "https upstream pass-through (POST)", "wrk", HTTPS_UP_PATH,
+         targets=("airbag", "nginx")),
     # A second set of proxies with two workers each, unpinned: proxy, upstream and a two-thread
     # wrk share both cores, as they would on a two-core pod.
     Case("get2", "GET, two workers on two cores", "wrk2", GET_PATH, "GET"),
@@ -404,6 +416,8 @@ def main_run(args):
     if args.loadgen_cpu is not None:
         os.sched_setaffinity(0, {args.loadgen_cpu})
     targets = {t.name: t for t in map(Target, args.target)}
+    tls_targets = {t.name: t for t in map(Target, args.tls_target or [])}
+    only = set(args.cases.split(",")) if args.cases else None
     sse_direct = Target(f"direct,{args.sse_direct},{args.demo_pid}")
     body_file = os.path.join(args.run_dir, "post-body.json")
     with open(body_file, "wb") as f:
@@ -414,6 +428,10 @@ def main_run(args):
 
     def applies(case, name):
         if name not in targets or name not in case.targets:
+            return False
+        if only is not None and case.key not in only:
+            return False
+        if (case.tls or case.key == "httpsup") and name not in tls_targets:
             return False
         if case.kind == "wrk2":
             return name == "direct" or name in two
@@ -437,8 +455,12 @@ def main_run(args):
         t = sse_direct if (case.kind == "sse" and name == "direct") else targets[name]
         if case.kind == "wrk2" and name != "direct":
             t = two[name]
+        if case.tls:
+            t = tls_targets[name]
         proxy_root = None if name == "direct" else t.pid
         up_root = args.demo_pid if case.kind == "sse" else upstream_root
+        if case.key == "httpsup":
+            up_root = args.https_upstream_pid
         roots = [r for r in (proxy_root, up_root) if r is not None]
         cpu0 = {r: cpu_seconds(r) for r in roots}
         for r in roots:
@@ -451,7 +473,7 @@ def main_run(args):
                 res = run_wrk(t.url + case.path, case.method,
                               body_file if case.method == "POST" else None,
                               args.connections * (2 if wide else 1), duration, duration + 30,
-                              threads=2 if wide else 1,
+                              case.close, threads=2 if wide else 1,
                               cpus=set(range(os.cpu_count())) if wide else None)
                 n = res["requests"]
                 bad = res["status"] + res["connect"] + res["read"] + res["write"] + res["timeout"]
@@ -474,7 +496,8 @@ def main_run(args):
         if n > 0:
             if proxy_root is not None:
                 vals["cpu_us"] = cpu[proxy_root] / n * 1e6
-            vals["upstream_cpu_us"] = cpu[up_root] / n * 1e6
+            if up_root is not None:
+                vals["upstream_cpu_us"] = cpu[up_root] / n * 1e6
         if proxy_root is not None and case.kind == "wrk":
             peak_rss[name][rnd] = max(peak_rss[name].get(rnd, 0), sampler.peak[proxy_root])
         for metric, value in vals.items():
@@ -577,6 +600,11 @@ def report(rows, args, features, targets):
 
     for case in CASES:
         names = [n for n in ORDER if n in targets and n in case.targets]
+        if args.cases and case.key not in args.cases.split(","):
+            continue
+        if (case.tls or case.key == "httpsup") and not any(
+                (case.key, n, "rps") in data for n in names):
+            continue  # no TLS targets in this run
         missing = {}
         if case.key in ("cache", "down", "open"):
             why = "cache not available" if case.key == "cache" else "fallback not available"
@@ -646,6 +674,8 @@ def report(rows, args, features, targets):
                  "case in turn); cells are median (min–max) over rounds; each ratio is taken within a "
                  "round and the median over rounds is shown; "
                  "RSS is summed over each proxy's processes")
+    if args.tls_note:
+        notes.append(args.tls_note)
     if args.loadgen_cpu is not None:
         notes.append("servers pinned to CPU 0, load generators to CPU "
                      f"{args.loadgen_cpu} (taskset)")
@@ -748,6 +778,13 @@ def main():
             s.add_argument("--out-dir", required=True)
             s.add_argument("--upstream-label", default="")
             s.add_argument("--versions", default="")
+            s.add_argument("--tls-target", action="append",
+                           help="NAME,URL,PID of a proxy's TLS port (the TLS rows)")
+            s.add_argument("--https-upstream-pid", type=int,
+                           help="the https upstream stand-in, for its CPU per request")
+            s.add_argument("--cases", default="",
+                           help="comma-separated case keys to run (default: all)")
+            s.add_argument("--tls-note", default="")
     args = p.parse_args()
     {"render": main_render, "calibrate": main_calibrate, "run": main_run}[args.cmd](args)
 

@@ -2,12 +2,13 @@
 # Macro benchmark: airbag against nginx and HAProxy (and no proxy at all) on loopback, one
 # command from a fresh Debian 12 machine. Writes bench/macro/results.md and results.csv.
 #
-#   bench/macro/run.sh [--rounds N] [--duration S] [--no-setup] [--out DIR]
+#   bench/macro/run.sh [--rounds N] [--duration S] [--no-setup] [--out DIR] [--cases LIST]
 #
 #   --rounds N     interleaved rounds (default 3, at least 3 for a min-max that means something)
 #   --duration S   seconds per closed-loop measurement (default 3)
 #   --no-setup     skip installing packages and building; use the binaries already built
 #   --out DIR      where results.md and results.csv go (default: this folder)
+#   --cases LIST   only these rows, e.g. post,tls,tlsnew,httpsup (default: every row)
 #
 # Environment: AIRBAG_BIN, DEMO_BIN (binaries; default build/proxy/airbag and
 # build/examples/demo-model-server/demo-model-server), BENCH_PORT_BASE (default 18000: uses
@@ -24,6 +25,7 @@ ROUNDS=3
 DURATION=3
 SETUP=1
 OUT_DIR="${HERE}"
+CASES=""
 READY_TIMEOUT_S=20
 
 while [[ $# -gt 0 ]]; do
@@ -32,7 +34,8 @@ while [[ $# -gt 0 ]]; do
     --duration) DURATION="$2"; shift 2 ;;
     --no-setup) SETUP=0; shift ;;
     --out) OUT_DIR="$2"; shift 2 ;;
-    -h|--help) sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --cases) CASES="$2"; shift 2 ;;
+    -h|--help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -44,14 +47,19 @@ done
 UP_NGINX_PORT=$((PORT_BASE + 0))   # nginx answering a fixed ~600 B JSON
 DEMO_PORT=$((PORT_BASE + 1))       # the demo model server
 DEAD_PORT=$((PORT_BASE + 2))       # nothing listens here: the "model is down" rows
+UP_TLS_PORT=$((PORT_BASE + 3))     # the nginx stand-in over TLS: the https upstream rows
 AIRBAG_PORT=$((PORT_BASE + 10))
 AIRBAG_ADMIN_PORT=$((PORT_BASE + 11))
+AIRBAG_TLS_PORT=$((PORT_BASE + 12))
 NGINX_PORT=$((PORT_BASE + 20))
+NGINX_TLS_PORT=$((PORT_BASE + 21))
 HAPROXY_PORT=$((PORT_BASE + 30))
 # The same three proxies again with two workers each, unpinned, for the two-core row.
-AIRBAG2_PORT=$((PORT_BASE + 12))
-AIRBAG2_ADMIN_PORT=$((PORT_BASE + 13))
-NGINX2_PORT=$((PORT_BASE + 21))
+AIRBAG2_PORT=$((PORT_BASE + 14))
+AIRBAG2_ADMIN_PORT=$((PORT_BASE + 15))
+AIRBAG2_TLS_PORT=$((PORT_BASE + 16))
+NGINX2_PORT=$((PORT_BASE + 22))
+NGINX2_TLS_PORT=$((PORT_BASE + 23))
 HAPROXY2_PORT=$((PORT_BASE + 31))
 
 log() { printf '[run] %s\n' "$*" >&2; }
@@ -61,7 +69,7 @@ die() { printf 'run.sh: %s\n' "$*" >&2; exit 1; }
 
 install_tools() {
   local -A want=([nginx]="nginx-light nginx" [haproxy]=haproxy [wrk]=wrk [h2load]=nghttp2-client
-                 [taskset]=util-linux [python3]=python3 [curl]=curl)
+                 [taskset]=util-linux [python3]=python3 [curl]=curl [openssl]=openssl)
   local tool missing=()
   for tool in "${!want[@]}"; do
     command -v "${tool}" >/dev/null 2>&1 || missing+=("${tool}")
@@ -94,7 +102,7 @@ if [[ ${SETUP} -eq 1 ]]; then
   log "building airbag (scripts/setup.sh; the first run takes a few minutes)"
   "${ROOT}/scripts/setup.sh"
 fi
-for tool in nginx haproxy wrk h2load taskset python3 curl; do
+for tool in nginx haproxy wrk h2load taskset python3 curl openssl; do
   command -v "${tool}" >/dev/null 2>&1 || die "${tool} not found (run without --no-setup)"
 done
 for bin in "${AIRBAG_BIN}" "${DEMO_BIN}"; do
@@ -104,9 +112,10 @@ done
 # ---------------------------------------------------------------- processes
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for port in "${UP_NGINX_PORT}" "${DEMO_PORT}" "${DEAD_PORT}" "${AIRBAG_PORT}" \
-            "${AIRBAG_ADMIN_PORT}" "${NGINX_PORT}" "${HAPROXY_PORT}" "${AIRBAG2_PORT}" \
-            "${AIRBAG2_ADMIN_PORT}" "${NGINX2_PORT}" "${HAPROXY2_PORT}"; do
+for port in "${UP_NGINX_PORT}" "${DEMO_PORT}" "${DEAD_PORT}" "${UP_TLS_PORT}" "${AIRBAG_PORT}" \
+            "${AIRBAG_ADMIN_PORT}" "${AIRBAG_TLS_PORT}" "${NGINX_PORT}" "${NGINX_TLS_PORT}" \
+            "${HAPROXY_PORT}" "${AIRBAG2_PORT}" "${AIRBAG2_ADMIN_PORT}" "${AIRBAG2_TLS_PORT}" \
+            "${NGINX2_PORT}" "${NGINX2_TLS_PORT}" "${HAPROXY2_PORT}"; do
   port_busy "${port}" && die "127.0.0.1:${port} is in use; set BENCH_PORT_BASE to move the ports"
 done
 
@@ -176,7 +185,7 @@ start_unpinned() {
 wait_ready() {
   local name="$1" url="$2"
   local deadline=$((SECONDS + READY_TIMEOUT_S))
-  until curl -s -o /dev/null --max-time 1 "${url}"; do
+  until curl -s -o /dev/null --max-time 1 --cacert "${RUN_DIR}/tls.crt" "${url}"; do
     if ! kill -0 "${PID_OF[${name}]}" 2>/dev/null; then
       tail -n 30 "${RUN_DIR}/${name}.log" >&2
       die "${name} exited during start-up"
@@ -202,8 +211,15 @@ DEFAULT_ANSWER='{"predictions":[{"score":0.0}],"flag_for_review":true}'
 printf 'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s' \
   "${#DEFAULT_ANSWER}" "${DEFAULT_ANSWER}" >"${RUN_DIR}/haproxy-default.http"
 
+# One throwaway certificate (ECDSA P-256) for every TLS server of the run: airbag's and nginx's
+# TLS ports and the https upstream stand-in.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+  -keyout "${RUN_DIR}/tls.key" -out "${RUN_DIR}/tls.crt" -subj /CN=localhost \
+  -addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>/dev/null ||
+  die "openssl could not make the benchmark's certificate"
+
 COMMON=(RUN_DIR="${RUN_DIR}" USER_LINE="${USER_LINE}" DEMO_PORT="${DEMO_PORT}"
-        DEAD_PORT="${DEAD_PORT}" UP_NGINX_PORT="${UP_NGINX_PORT}")
+        DEAD_PORT="${DEAD_PORT}" UP_NGINX_PORT="${UP_NGINX_PORT}" UP_TLS_PORT="${UP_TLS_PORT}")
 
 # ---------------------------------------------------------------- upstream stand-in
 
@@ -214,6 +230,7 @@ start nginx-upstream nginx -c "${RUN_DIR}/nginx-upstream.conf" -p "${RUN_DIR}" \
   -e "${RUN_DIR}/nginx-upstream.error.log"
 start demo "${DEMO_BIN}" --listen "127.0.0.1:${DEMO_PORT}" --name bench
 wait_ready nginx-upstream "http://127.0.0.1:${UP_NGINX_PORT}/"
+wait_ready nginx-upstream "https://127.0.0.1:${UP_TLS_PORT}/"
 wait_ready demo "http://127.0.0.1:${DEMO_PORT}/health"
 curl -fsS -o /dev/null -X PUT "http://127.0.0.1:${DEMO_PORT}/control/behavior" \
   -d "{\"response_bytes\":600,\"stream_events\":100,\"stream_interval_ms\":0}" ||
@@ -246,11 +263,11 @@ log "upstream: ${UP_LABEL}"
 VALUES=("${COMMON[@]}" UP_PORT="${UP_PORT}" DEFAULT_ANSWER="${DEFAULT_ANSWER}")
 # Writes the three proxies' configs for one set: $1 = suffix ("" or "2"), $2 = workers.
 render_proxies() {
-  local sfx="$1" workers="$2" ap="AIRBAG${1}_PORT" aap="AIRBAG${1}_ADMIN_PORT" np="NGINX${1}_PORT" \
-    hp="HAPROXY${1}_PORT"
+  local sfx="$1" workers="$2" ap="AIRBAG${1}_PORT" aap="AIRBAG${1}_ADMIN_PORT" \
+    atp="AIRBAG${1}_TLS_PORT" np="NGINX${1}_PORT" ntp="NGINX${1}_TLS_PORT" hp="HAPROXY${1}_PORT"
   local values=("${VALUES[@]}" WORKERS="${workers}" INSTANCE="nginx-proxy${sfx}"
-                AIRBAG_PORT="${!ap}" AIRBAG_ADMIN_PORT="${!aap}" NGINX_PORT="${!np}"
-                HAPROXY_PORT="${!hp}")
+                AIRBAG_PORT="${!ap}" AIRBAG_ADMIN_PORT="${!aap}" AIRBAG_TLS_PORT="${!atp}"
+                NGINX_PORT="${!np}" NGINX_TLS_PORT="${!ntp}" HAPROXY_PORT="${!hp}")
   render "${HERE}/airbag.yaml.in" "${RUN_DIR}/airbag${sfx}.yaml" "${values[@]}"
   render "${HERE}/nginx-proxy.conf.in" "${RUN_DIR}/nginx-proxy${sfx}.conf" "${values[@]}"
   render "${HERE}/haproxy.cfg.in" "${RUN_DIR}/haproxy${sfx}.cfg" "${values[@]}"
@@ -275,6 +292,8 @@ wait_ready airbag "http://127.0.0.1:${AIRBAG_ADMIN_PORT}/healthz"
 wait_ready airbag "http://127.0.0.1:${AIRBAG_PORT}/v2/models/bench"
 wait_ready nginx-proxy "http://127.0.0.1:${NGINX_PORT}/v2/models/bench"
 wait_ready haproxy "http://127.0.0.1:${HAPROXY_PORT}/v2/models/bench"
+wait_ready airbag "https://127.0.0.1:${AIRBAG_TLS_PORT}/v2/models/bench"
+wait_ready nginx-proxy "https://127.0.0.1:${NGINX_TLS_PORT}/v2/models/bench"
 wait_ready airbag2 "http://127.0.0.1:${AIRBAG2_PORT}/v2/models/bench"
 wait_ready nginx-proxy2 "http://127.0.0.1:${NGINX2_PORT}/v2/models/bench"
 wait_ready haproxy2 "http://127.0.0.1:${HAPROXY2_PORT}/v2/models/bench"
@@ -283,6 +302,22 @@ for port in "${UP_PORT}" "${AIRBAG_PORT}" "${NGINX_PORT}" "${HAPROXY_PORT}"; do
     -d '{"amount":1}' "http://127.0.0.1:${port}/predict")"
   [[ ${code} == 200 ]] || die "POST /predict on 127.0.0.1:${port} answered ${code}, not 200"
 done
+for url in "https://127.0.0.1:${AIRBAG_TLS_PORT}/predict" "https://127.0.0.1:${NGINX_TLS_PORT}/predict" \
+           "http://127.0.0.1:${AIRBAG_PORT}/https/predict" "http://127.0.0.1:${NGINX_PORT}/https/predict"; do
+  code="$(curl -s -o /dev/null -w '%{http_code}' --cacert "${RUN_DIR}/tls.crt" -X POST \
+    -H 'content-type: application/json' -d '{"amount":1}' "${url}")"
+  [[ ${code} == 200 ]] || die "POST ${url} answered ${code}, not 200"
+done
+negotiated() {
+  curl -sv -o /dev/null --cacert "${RUN_DIR}/tls.crt" "$1" 2>&1 |
+    sed -n 's/^\* SSL connection using \(.*\)$/\1/p' | head -n 1
+}
+TLS_NOTE="TLS rows: one ECDSA P-256 certificate for every TLS server; curl negotiates"
+TLS_NOTE+=" $(negotiated "https://127.0.0.1:${AIRBAG_TLS_PORT}/predict") with airbag and"
+TLS_NOTE+=" $(negotiated "https://127.0.0.1:${NGINX_TLS_PORT}/predict") with nginx; wrk (its"
+TLS_NOTE+=" own OpenSSL defaults) is the client, reconnecting after every answer in the 'new"
+TLS_NOTE+=" connection' row; the https upstream is the nginx stand-in on TLS, verified by both"
+TLS_NOTE+=" proxies"
 
 VERSIONS="$("${AIRBAG_BIN}" --version 2>&1 | head -n 1); $(nginx -v 2>&1 | head -n 1 |
   sed 's/^nginx version: //'); $(haproxy -v 2>&1 | head -n 1 | cut -d' ' -f1-3); $(wrk -v 2>&1 |
@@ -301,5 +336,8 @@ mkdir -p "${OUT_DIR}"
   --two-workers "airbag,http://127.0.0.1:${AIRBAG2_PORT},${PID_OF[airbag2]}" \
   --two-workers "nginx,http://127.0.0.1:${NGINX2_PORT},${PID_OF[nginx-proxy2]}" \
   --two-workers "haproxy,http://127.0.0.1:${HAPROXY2_PORT},${PID_OF[haproxy2]}" \
+  --tls-target "airbag,https://127.0.0.1:${AIRBAG_TLS_PORT},${PID_OF[airbag]}" \
+  --tls-target "nginx,https://127.0.0.1:${NGINX_TLS_PORT},${PID_OF[nginx-proxy]}" \
+  --https-upstream-pid "${PID_OF[nginx-upstream]}" --cases "${CASES}" --tls-note "${TLS_NOTE}" \
   --upstream-label "${UP_LABEL}" --versions "${VERSIONS}" --out-dir "${OUT_DIR}"
 log "wrote ${OUT_DIR}/results.md and ${OUT_DIR}/results.csv"

@@ -1,9 +1,13 @@
 -- wrk script for measure.py: takes the request from the environment (BENCH_METHOD,
--- BENCH_BODY_FILE) and prints one machine-readable result line when the run is done.
+-- BENCH_BODY_FILE, BENCH_CLOSE) and prints one machine-readable result line when the run is done.
 local method = os.getenv("BENCH_METHOD") or "GET"
 local body_file = os.getenv("BENCH_BODY_FILE") or ""
 
 wrk.method = method
+-- A new connection (and, over TLS, a new handshake) for every request.
+if (os.getenv("BENCH_CLOSE") or "") ~= "" then
+  wrk.headers["Connection"] = "close"
+end
 if body_file ~= "" then
   local f = assert(io.open(body_file, "rb"))
   wrk.body = f:read("*a")

@@ -33,9 +33,16 @@ struct LimitsConfig {
   absl::Duration idle_timeout = absl::Seconds(60);
 };
 
+// TLS on the client side. Without `address` the listener on listen.address
+// speaks TLS only; with it, a second listener there speaks TLS beside the
+// plain one. The files are read at start and again on every reload.
 struct ServerTlsConfig {
-  std::string cert;  // path to PEM certificate chain
-  std::string key;   // path to PEM private key
+  std::string address;  // empty = TLS on listen.address itself
+  HostPort bind;        // parsed `address`, when set
+  std::string cert;       // path to PEM certificate chain
+  std::string key;        // path to PEM private key
+  std::string client_ca;  // path to PEM CA bundle; set = client certificates required
+  std::string min_version = "1.2";  // "1.2" or "1.3"
 };
 
 struct ListenConfig {

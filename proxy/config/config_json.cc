@@ -274,7 +274,12 @@ std::string toJson(const Config& config) {
   const ListenConfig& l = config.listen;
   Json listen = {{"address", l.address},
                  {"workers", l.workers == 0 ? Json("auto") : Json(l.workers)}};
-  if (l.tls) listen["tls"] = {{"cert", l.tls->cert}, {"key", l.tls->key}};
+  if (l.tls) {
+    Json tls = {{"cert", l.tls->cert}, {"key", l.tls->key}, {"min_version", l.tls->min_version}};
+    if (!l.tls->address.empty()) tls["address"] = l.tls->address;
+    if (!l.tls->client_ca.empty()) tls["client_ca"] = l.tls->client_ca;
+    listen["tls"] = std::move(tls);
+  }
   listen["limits"] = {{"max_header_bytes", l.limits.max_header_bytes},
                       {"max_body_bytes", l.limits.max_body_bytes},
                       {"header_timeout", duration(l.limits.header_timeout)},

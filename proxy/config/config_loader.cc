@@ -201,15 +201,29 @@ void Loader::readRoot(const YAML::Node& root) {
   if (const Entry* e = m.require("upstreams")) readUpstreams(*e);
   if (const Entry* e = m.require("routes")) readRoutes(*e);
 
-  const HostPort& l = config_.listen.bind;
-  const HostPort& a = config_.admin.bind;
-  if (l.port != 0 && l.port == a.port &&
-      (l.host == a.host || l.host == "0.0.0.0" || a.host == "0.0.0.0" || l.host == "::" ||
-       a.host == "::")) {
+  // Two fixed ports that would have to be the same socket.
+  auto collide = [](const HostPort& x, const HostPort& y) {
+    auto any = [](const std::string& h) { return h == "0.0.0.0" || h == "::"; };
+    return x.port != 0 && x.port == y.port && (x.host == y.host || any(x.host) || any(y.host));
+  };
+  const ListenConfig& listen = config_.listen;
+  if (collide(listen.bind, config_.admin.bind)) {
     const Entry* admin = m.find("admin");
     diag_.error(admin ? admin->key_mark : m.mark(),
                 strCat("admin.address ", config_.admin.address, " collides with listen.address ",
-                       config_.listen.address));
+                       listen.address));
+  }
+  if (listen.tls && !listen.tls->address.empty()) {
+    const HostPort& t = listen.tls->bind;
+    const Entry* l = m.find("listen");
+    if (collide(t, listen.bind))
+      diag_.error(l ? l->key_mark : m.mark(),
+                  strCat("listen.tls.address ", listen.tls->address,
+                         " collides with listen.address ", listen.address));
+    if (collide(t, config_.admin.bind))
+      diag_.error(l ? l->key_mark : m.mark(),
+                  strCat("listen.tls.address ", listen.tls->address,
+                         " collides with admin.address ", config_.admin.address));
   }
 }
 
@@ -244,11 +258,25 @@ void Loader::readListen(const Entry& e) {
     }
   }
   if (const Entry* t = m.find("tls")) {
-    MapReader tm(diag_, t->value, "listen.tls", {"cert", "key"});
+    MapReader tm(diag_, t->value, "listen.tls",
+                 {"address", "cert", "key", "client_ca", "min_version"});
     ServerTlsConfig tls;
+    bool ok = tm.valid();
+    if (const Entry* a = tm.find("address")) {
+      if (auto hp = hostPort(*a)) {
+        tls.address = a->value.Scalar();
+        tls.bind = *hp;
+      } else {
+        ok = false;
+      }
+    }
     auto cert = read_.string(tm.require("cert"));
     auto key = read_.string(tm.require("key"));
-    if (cert && key) {
+    if (auto v = read_.string(tm.find("client_ca"))) tls.client_ca = *v;
+    // Unquoted, YAML reads 1.2 as a number; its text is what counts here.
+    if (auto v = read_.oneOf<std::string>(tm.find("min_version"), {{"1.2", "1.2"}, {"1.3", "1.3"}}))
+      tls.min_version = *v;
+    if (cert && key && ok) {
       tls.cert = *cert;
       tls.key = *key;
       l.tls = tls;

@@ -12,9 +12,16 @@ std::string workersText(int workers) { return workers == 0 ? "auto" : std::to_st
 
 std::string formatText(LogFormat f) { return f == LogFormat::kJson ? "json" : "text"; }
 
-bool sameTls(const std::optional<ServerTlsConfig>& a, const std::optional<ServerTlsConfig>& b) {
+// The listeners a TLS section makes; its files and versions apply on reload.
+bool sameTlsListeners(const std::optional<ServerTlsConfig>& a,
+                      const std::optional<ServerTlsConfig>& b) {
   if (a.has_value() != b.has_value()) return false;
-  return !a || (a->cert == b->cert && a->key == b->key);
+  return !a || a->address == b->address;
+}
+
+std::string tlsListeners(const std::optional<ServerTlsConfig>& t) {
+  if (!t) return "no TLS";
+  return t->address.empty() ? "TLS on listen.address" : strCat("TLS on ", t->address);
 }
 
 // Paths to secrets are not repeated in the log or the admin answer.
@@ -41,8 +48,9 @@ std::vector<std::string> keepRestartOnly(const Config& running, Config& next) {
                              workersText(running.listen.workers)));
     next.listen.workers = running.listen.workers;
   }
-  if (!sameTls(next.listen.tls, running.listen.tls)) {
-    warnings.push_back(hidden("listen.tls"));
+  if (!sameTlsListeners(next.listen.tls, running.listen.tls)) {
+    warnings.push_back(
+        shown("listen.tls", tlsListeners(next.listen.tls), tlsListeners(running.listen.tls)));
     next.listen.tls = running.listen.tls;
   }
   if (next.admin.address != running.admin.address) {

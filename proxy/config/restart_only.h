@@ -14,7 +14,8 @@ namespace airbag::config {
 // really in force. Returns one warning per setting whose value in `next`
 // differed, naming the key, e.g. "listen.address changed to 127.0.0.1:9000
 // in the file; 127.0.0.1:8080 stays in force until a restart".
-// The keys: listen.address, listen.workers, listen.tls, admin.address,
+// The keys: listen.address, listen.workers, whether there is a listen.tls and
+// its address (its files and min_version do apply), admin.address,
 // admin.token_file, log.access_log, log.format.
 std::vector<std::string> keepRestartOnly(const Config& running, Config& next);
 

@@ -10,12 +10,18 @@
 #include <algorithm>
 #include <cassert>
 #include <cerrno>
+#include <cstring>
+
+#include "proxy/http/tls.h"
 
 namespace airbag::http {
 namespace {
 
 // An output buffer that one slow client grew past this is freed once drained.
 constexpr size_t kMaxKeptOutput = 256 * 1024;
+
+// Small pieces written together go out as one TLS record: one MAC, one send.
+constexpr size_t kTlsCoalesceBytes = 16 * 1024;
 
 bool wouldBlock(int error) { return error == EAGAIN || error == EWOULDBLOCK || error == EINTR; }
 
@@ -34,9 +40,16 @@ bool StreamSocket::makeEvents() {
   return read_ev_ && write_ev_;
 }
 
-bool StreamSocket::adopt(int fd) {
+bool StreamSocket::adopt(int fd, ssl_ctx_st* tls) {
   close();
   fd_ = fd;
+  if (tls != nullptr) {
+    tls_ = TlsSession::accept(tls, fd);
+    if (!tls_) {
+      close();
+      return false;
+    }
+  }
   if (makeEvents()) return true;
   close();
   return false;
@@ -68,9 +81,56 @@ bool StreamSocket::connect(const sockaddr* address, socklen_t length, absl::Dura
 }
 
 ssize_t StreamSocket::read(char* buf, size_t capacity) {
+  if (tls_) return readTls(buf, capacity);
   ssize_t n = ::recv(fd_, buf, capacity, 0);
   if (n >= 0) return n;
   return wouldBlock(errno) ? kWouldBlock : kFailed;
+}
+
+bool StreamSocket::handshakeDone() const { return !tls_ || tls_->established(); }
+bool StreamSocket::resumed() const { return tls_ && tls_->resumed(); }
+bool StreamSocket::plainHttp() const { return tls_ && tls_->plainHttp(); }
+
+void StreamSocket::dropTls() {
+  tls_.reset();
+  tls_read_wants_write_ = false;
+  tls_write_wants_read_ = false;
+}
+
+ssize_t StreamSocket::readTls(char* buf, size_t capacity) {
+  if (!tls_->established()) {
+    switch (tls_->handshake()) {
+      case TlsSession::Handshake::kWouldBlock:
+        waitForTls();
+        return kWouldBlock;
+      case TlsSession::Handshake::kFailed:
+        if (errno == 0) errno = EPROTO;
+        return kFailed;
+      case TlsSession::Handshake::kClosed:
+        return 0;
+      case TlsSession::Handshake::kDone:
+        if (pending() > 0) armWrite();  // output that waited for the handshake
+        break;
+    }
+  }
+  ssize_t n = tls_->read(buf, capacity);
+  if (n == TlsSession::kWouldBlock) {
+    waitForTls();
+    return kWouldBlock;
+  }
+  if (n > 0) replayBuffered();
+  return n;
+}
+
+void StreamSocket::waitForTls() {
+  if (tls_->want() != TlsSession::Want::kWrite) return;  // the read event is on already
+  tls_read_wants_write_ = true;
+  armWrite();
+}
+
+void StreamSocket::replayBuffered() {
+  // OpenSSL reads ahead: a record it holds does not make the socket readable.
+  if (reading_ && tls_ && tls_->buffered()) event_active(read_ev_.get(), EV_READ, 0);
 }
 
 void StreamSocket::setReading(bool on) {
@@ -80,12 +140,17 @@ void StreamSocket::setReading(bool on) {
   else
     event_del(read_ev_.get());
   reading_ = on;
+  if (on) replayBuffered();
 }
 
 void StreamSocket::write(std::initializer_list<std::string_view> parts, Keep keep) {
   if (fd_ < 0) return;
   size_t skip = 0;
-  if (pending() == 0 && !connecting_) {
+  // TLS output waits for the handshake (and for a write that needs a read).
+  bool tls_waits = tls_ && (!tls_->established() || tls_write_wants_read_);
+  if (pending() == 0 && !connecting_ && tls_) {
+    if (!tls_waits) skip = writeTlsNow(parts);
+  } else if (pending() == 0 && !connecting_) {
     iovec iov[4];
     size_t n = 0;
     assert(parts.size() <= 4);
@@ -110,7 +175,36 @@ void StreamSocket::write(std::initializer_list<std::string_view> parts, Keep kee
     skip = 0;
     queued = true;
   }
-  if (queued) armWrite();
+  if (queued && !tls_waits) armWrite();
+}
+
+size_t StreamSocket::writeTlsNow(std::initializer_list<std::string_view> parts) {
+  size_t total = 0;
+  size_t pieces = 0;
+  for (std::string_view p : parts) {
+    total += p.size();
+    pieces += p.empty() ? 0 : 1;
+  }
+  if (pieces > 1 && total <= kTlsCoalesceBytes) {
+    char buf[kTlsCoalesceBytes];
+    size_t at = 0;
+    for (std::string_view p : parts) {
+      if (p.empty()) continue;
+      std::memcpy(buf + at, p.data(), p.size());
+      at += p.size();
+    }
+    ssize_t n = tls_->write(std::string_view(buf, total));
+    return n > 0 ? static_cast<size_t>(n) : 0;
+  }
+  size_t taken = 0;
+  for (std::string_view p : parts) {
+    if (p.empty()) continue;
+    ssize_t n = tls_->write(p);
+    if (n <= 0) break;  // the rest is queued; the write event retries (or finds the error)
+    taken += static_cast<size_t>(n);
+    if (static_cast<size_t>(n) < p.size()) break;
+  }
+  return taken;
 }
 
 void StreamSocket::queue(std::string_view part, Keep keep) {
@@ -118,7 +212,9 @@ void StreamSocket::queue(std::string_view part, Keep keep) {
     out_.append(borrowed_);
     borrowed_ = {};
   }
-  if (keep == Keep::kBorrow) {
+  // TLS keeps every queued byte in one run: a write OpenSSL could not finish
+  // must be retried with at least the bytes it was first given.
+  if (keep == Keep::kBorrow && !tls_) {
     borrowed_ = part;
     return;
   }
@@ -136,6 +232,7 @@ void StreamSocket::armWrite() {
 }
 
 bool StreamSocket::flush() {
+  if (tls_) return flushTls();
   std::string_view owned(out_);
   owned.remove_prefix(out_off_);
   iovec iov[2];
@@ -148,8 +245,12 @@ bool StreamSocket::flush() {
   msg.msg_iovlen = n;
   ssize_t w = ::sendmsg(fd_, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
   if (w < 0) return wouldBlock(errno);
-  size_t sent = static_cast<size_t>(w);
-  size_t from_owned = std::min(sent, owned.size());
+  consume(static_cast<size_t>(w));
+  return true;
+}
+
+void StreamSocket::consume(size_t sent) {
+  size_t from_owned = std::min(sent, out_.size() - out_off_);
   out_off_ += from_owned;
   borrowed_.remove_prefix(sent - from_owned);
   if (out_off_ == out_.size()) {
@@ -157,11 +258,38 @@ bool StreamSocket::flush() {
     out_off_ = 0;
     if (out_.capacity() > kMaxKeptOutput) std::string().swap(out_);
   }
+}
+
+bool StreamSocket::flushTls() {
+  if (!tls_->established()) return true;  // the handshake goes first
+  std::string_view owned(out_);  // no borrowed bytes under TLS: see queue()
+  owned.remove_prefix(out_off_);
+  if (owned.empty()) return true;
+  ssize_t n = tls_->write(owned);
+  if (n == TlsSession::kFailed) {
+    if (errno == 0) errno = EPROTO;
+    return false;
+  }
+  if (n == TlsSession::kWouldBlock) {
+    if (tls_->want() == TlsSession::Want::kRead) {
+      // Rare (renegotiation is off): the next read event re-arms the write.
+      tls_write_wants_read_ = true;
+      event_del(write_ev_.get());
+      writing_ = false;
+    }
+    return true;
+  }
+  consume(static_cast<size_t>(n));
   return true;
 }
 
 void StreamSocket::readCb(int, short, void* arg) {
-  static_cast<StreamSocket*>(arg)->listener_->onReadable();
+  auto* self = static_cast<StreamSocket*>(arg);
+  if (self->tls_write_wants_read_) {
+    self->tls_write_wants_read_ = false;
+    self->armWrite();
+  }
+  self->listener_->onReadable();
 }
 
 void StreamSocket::writeCb(int, short what, void* arg) {
@@ -190,6 +318,16 @@ void StreamSocket::onWriteEvent(short what) {
     listener_->onConnected(error);
     return;
   }
+  if (tls_read_wants_write_) {
+    // A TLS read (the handshake, mostly) waited to send: let it go on.
+    tls_read_wants_write_ = false;
+    if (pending() == 0 || !tls_->established()) {
+      event_del(write_ev_.get());
+      writing_ = false;
+    }
+    listener_->onReadable();
+    return;
+  }
   if (!flush()) {
     int error = errno;
     stop();
@@ -211,6 +349,12 @@ void StreamSocket::stop() {
 }
 
 void StreamSocket::close() {
+  if (tls_) {
+    if (pending() == 0 && !connecting_) tls_->shutdown();
+    tls_.reset();
+  }
+  tls_read_wants_write_ = false;
+  tls_write_wants_read_ = false;
   read_ev_.reset();
   write_ev_.reset();
   reading_ = false;

@@ -2,7 +2,8 @@
 // two sides (client connections and upstream connections): one persistent
 // read event, a write event armed only while output is queued, reads into
 // memory the caller owns (no FIONREAD round trip before each read), and
-// write-first sends whose unsent remainder is kept in a buffer we own.
+// write-first sends whose unsent remainder is kept in a buffer we own. A
+// socket adopted with a TLS context speaks TLS through the same calls.
 #pragma once
 
 #include <sys/socket.h>
@@ -17,9 +18,12 @@
 #include "absl/time/time.h"
 
 struct event;
+struct ssl_ctx_st;
 struct event_base;
 
 namespace airbag::http {
+
+class TlsSession;
 
 struct EventFree {
   void operator()(event* e) const;
@@ -61,19 +65,31 @@ class StreamSocket {
   StreamSocket& operator=(const StreamSocket&) = delete;
 
   // Takes ownership of a connected, non-blocking socket. Reading starts off.
-  // False if the events could not be made (the socket is closed then).
-  bool adopt(int fd);
+  // With `tls`, the socket is the server side of a TLS connection: read()
+  // drives the handshake first, and output written before it ends waits.
+  // False if the events (or the TLS session) could not be made (the socket is
+  // closed then).
+  bool adopt(int fd, ssl_ctx_st* tls = nullptr);
   // Starts a non-blocking connect; onConnected reports how it ended, from the
   // loop. False only when no socket could be made. Output written meanwhile is
   // queued and sent once connected.
   bool connect(const sockaddr* address, socklen_t length, absl::Duration timeout);
 
   bool connecting() const { return connecting_; }
+  bool tls() const { return tls_ != nullptr; }
+  // Plain sockets: always. TLS: once the handshake has completed.
+  bool handshakeDone() const;
+  // TLS: the handshake resumed an earlier session (a ticket).
+  bool resumed() const;
+  // TLS: the handshake failed because the client spoke plain HTTP. Call
+  // dropTls() to answer it in plain HTTP.
+  bool plainHttp() const;
+  void dropTls();
   int fd() const { return fd_; }
 
   // Reads at most `capacity` bytes into `buf`. Returns the count (> 0), 0 at
-  // the end of the stream, kWouldBlock when nothing is there yet, kFailed on
-  // an error (errno says which).
+  // the end of the stream, kWouldBlock when nothing is there yet (or the TLS
+  // handshake is still under way), kFailed on an error (errno says which).
   static constexpr ssize_t kWouldBlock = -1;
   static constexpr ssize_t kFailed = -2;
   ssize_t read(char* buf, size_t capacity);
@@ -95,7 +111,8 @@ class StreamSocket {
   // No further callbacks: both events off. The socket stays open until close()
   // or destruction.
   void stop();
-  // Frees the events and closes the socket.
+  // Frees the events and closes the socket (a TLS socket with nothing left
+  // to send sends close_notify first).
   void close();
 
  private:
@@ -107,6 +124,16 @@ class StreamSocket {
   void armWrite();
   // Sends what is queued; false on an error (errno set).
   bool flush();
+  ssize_t readTls(char* buf, size_t capacity);
+  // TLS: sends `parts` now; returns the count taken.
+  size_t writeTlsNow(std::initializer_list<std::string_view> parts);
+  bool flushTls();
+  // `sent` bytes from the front of the queue are gone.
+  void consume(size_t sent);
+  // TLS: a call could not go on; wait for what the session wants.
+  void waitForTls();
+  // TLS: bytes already read off the socket come back as a read event.
+  void replayBuffered();
 
   event_base* base_;
   Listener* listener_;
@@ -117,9 +144,12 @@ class StreamSocket {
   size_t out_off_ = 0;
   std::string_view borrowed_;  // queued after out_: the caller keeps it alive
   int connect_error_ = 0;      // a connect() that failed at once, reported from the loop
+  std::unique_ptr<TlsSession> tls_;
   bool reading_ = false;
   bool writing_ = false;
   bool connecting_ = false;
+  bool tls_read_wants_write_ = false;  // a TLS read waits for the socket to be writable
+  bool tls_write_wants_read_ = false;  // a TLS write waits for it to be readable
 };
 
 }  // namespace airbag::http

@@ -323,6 +323,11 @@ Registry::Registry(absl::Time start_time) : start_time_(start_time) {
                     "Active health probes, by result: pass, fail (unexpected status), timeout, "
                     "connect, error.",
                     {"upstream", "result"});
+  f.tls_handshakes_total = defineCounter(
+      "airbag_tls_handshakes_total",
+      "TLS handshakes on client connections, by result: ok (full), resumed (a session ticket or "
+      "id), failed, timeout (listen.limits.header_timeout), closed (the client left first).",
+      {"result"});
 }
 
 Registry::~Registry() = default;

@@ -72,6 +72,7 @@ struct Families {
   FamilyId config_reloads_total;          // {result}
   FamilyId upstream_healthy;              // {upstream} gauge, 1 usable 0 down
   FamilyId health_probes_total;           // {upstream,result}
+  FamilyId tls_handshakes_total;          // {result}
 };
 
 class Registry;

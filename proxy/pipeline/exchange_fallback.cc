@@ -50,7 +50,7 @@ void Exchange::runFallback(Failure failure, absl::Time now) {
     switch (step.kind) {
       case FallbackStep::Kind::kUpstream:
         if (startFallbackTry(i, now)) return;
-        break;  // its breaker is open: next step
+        break;  // down, or its breaker is open: next step
       case FallbackStep::Kind::kRules:
         if (const Rule* rule = fb.rules[i]->match(requestJson())) {
           serveRespond(rule->respond, AnswerSource::kRule, rule->name);
@@ -66,6 +66,10 @@ void Exchange::runFallback(Failure failure, absl::Time now) {
 }
 
 bool Exchange::startFallbackTry(size_t step, absl::Time now) {
+  int up = r_.snapshot->fallbacks[r_.route_index].upstream[step];
+  // A fallback upstream its probes or connect failures marked down is passed
+  // over without a connect, as the route's own upstream is.
+  if (!r_.snapshot->upstreams[static_cast<size_t>(up)].health->usable(now)) return false;
   if (policy::CircuitBreaker* breaker = r_.runtime->fallbackBreaker(step)) {
     policy::CircuitBreaker::Permit p = breaker->tryAcquire(now);
     if (!p.allowed) return false;
@@ -73,7 +77,6 @@ bool Exchange::startFallbackTry(size_t step, absl::Time now) {
   }
   enter(Stage::kFallback);
   r_.fallback_try = step;
-  int up = r_.snapshot->fallbacks[r_.route_index].upstream[step];
   const UpstreamConfig& upstream = *r_.snapshot->upstreams[static_cast<size_t>(up)].config;
   setSource(AnswerSource::kFallback, upstream.name);
   // A fallback has its own timeout, counted from now: the route's deadline

@@ -34,7 +34,7 @@ std::string_view pathOf(std::string_view url) {
 
 }  // namespace
 
-ClientConnection::ClientConnection(Worker& worker, evutil_socket_t fd)
+ClientConnection::ClientConnection(Worker& worker, evutil_socket_t fd, ssl_ctx_st* tls)
     : worker_(worker),
       sock_(worker.ctx().base, this),
       parser_(http::MessageParser::Kind::kRequest, this),
@@ -42,8 +42,9 @@ ClientConnection::ClientConnection(Worker& worker, evutil_socket_t fd)
       timer_(event_new(worker.ctx().base, -1, 0, &ClientConnection::timerCb, this)) {
   parser_.setMaxHeaderBytes(worker_.limits().max_header_bytes);
   // Without its events (no memory) the connection can only wait for its idle timer.
-  if (sock_.adopt(fd)) sock_.setReading(true);
-  armTimer(worker_.limits().idle_timeout);
+  if (sock_.adopt(fd, tls)) sock_.setReading(true);
+  handshaking_ = sock_.tls();
+  armTimer(handshaking_ ? worker_.limits().header_timeout : worker_.limits().idle_timeout);
   if (worker_.ctx().metrics) worker_.ctx().metrics->clientConnectionOpened();
 }
 
@@ -52,6 +53,10 @@ ClientConnection::~ClientConnection() { exchange_.cancel(); }
 void ClientConnection::onReadable() {
   char buf[kReadBytes];
   ssize_t n = sock_.read(buf, sizeof(buf));
+  if (handshaking_ && (sock_.handshakeDone() || n == 0 || n == http::StreamSocket::kFailed)) {
+    handshakeEnded(n);
+    if (state_ == State::kClosed || state_ == State::kClosing) return;
+  }
   if (n > 0) {
     processInput(std::string_view(buf, static_cast<size_t>(n)));
   } else if (n == 0) {
@@ -59,6 +64,31 @@ void ClientConnection::onReadable() {
   } else if (n == http::StreamSocket::kFailed) {
     closeNow();
   }
+}
+
+void ClientConnection::handshakeEnded(ssize_t n) {
+  handshaking_ = false;
+  if (sock_.handshakeDone()) {
+    countHandshake(sock_.resumed() ? "resumed" : "ok");
+    armTimer(worker_.limits().idle_timeout);  // the wait for the first request starts now
+    return;
+  }
+  if (n == 0) {
+    countHandshake("closed");
+    return;  // the caller sees the end of the stream and closes
+  }
+  countHandshake("failed");
+  if (sock_.plainHttp()) {
+    // nginx's courtesy: a plain HTTP client is told in its own protocol.
+    sock_.dropTls();
+    refuse(400, "plain_http_to_tls_port",
+           "this port speaks TLS (HTTPS): send the request with https://");
+  }
+}
+
+void ClientConnection::countHandshake(std::string_view result) {
+  metrics::WorkerMetrics* m = worker_.ctx().metrics;
+  if (m) m->incCounter(m->families().tls_handshakes_total, {result});
 }
 
 void ClientConnection::onFlushed() {
@@ -129,6 +159,11 @@ void ClientConnection::onTimer() {
   SteadyClock::time_point now = SteadyClock::now();
   if (now < deadline_) {
     setTimer(now);
+    return;
+  }
+  if (handshaking_) {
+    countHandshake("timeout");
+    closeNow();
     return;
   }
   if (state_ != State::kReading) {

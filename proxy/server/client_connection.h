@@ -26,8 +26,9 @@ class ClientConnection final : public http::MessageParser::Listener,
                                public http::StreamSocket::Listener,
                                public pipeline::Downstream {
  public:
-  // Takes ownership of `fd`. Worker thread only.
-  ClientConnection(Worker& worker, evutil_socket_t fd);
+  // Takes ownership of `fd`. With `tls`, the connection starts with a TLS
+  // handshake, bounded by listen.limits.header_timeout. Worker thread only.
+  ClientConnection(Worker& worker, evutil_socket_t fd, ssl_ctx_st* tls = nullptr);
   ~ClientConnection() override;
   ClientConnection(const ClientConnection&) = delete;
   ClientConnection& operator=(const ClientConnection&) = delete;
@@ -63,6 +64,9 @@ class ClientConnection final : public http::MessageParser::Listener,
   enum class State { kReading, kProcessing, kWaitingForReader, kClosing, kClosed };
 
   static void timerCb(int, short, void* arg);
+  // The TLS handshake ended (done, failed or cut); `n` is what read() said.
+  void handshakeEnded(ssize_t n);
+  void countHandshake(std::string_view result);
   void onEndOfInput();
 
   // Parses `fresh` bytes just read (after any kept from before) for as long
@@ -97,6 +101,7 @@ class ClientConnection final : public http::MessageParser::Listener,
   State state_ = State::kReading;
   bool in_process_input_ = false;
   bool header_timer_armed_ = false;
+  bool handshaking_ = false;
   bool input_ended_ = false;  // the client half-closed: answer what it sent, then close
   int refuse_status_ = 0;  // set by a parser callback that refuses the request
 };

@@ -21,6 +21,7 @@
 #include "proxy/config/config_json.h"
 #include "proxy/config/config_loader.h"
 #include "proxy/config/restart_only.h"
+#include "proxy/http/tls.h"
 #include "proxy/log/access_log.h"
 #include "proxy/log/logging.h"
 #include "proxy/metrics/metrics.h"
@@ -109,6 +110,8 @@ class Process {
   std::shared_ptr<const pipeline::Snapshot> snapshot_ ABSL_GUARDED_BY(snapshot_mu_);
   absl::Mutex reload_mu_;  // one reload at a time
   metrics::Registry* registry_ = nullptr;
+  // listen.tls: the context every TLS listener hands new connections.
+  std::unique_ptr<http::TlsServerContext> tls_;
   std::unique_ptr<upstream::HealthChecker> health_;  // probes once per process
   std::vector<std::unique_ptr<Worker>> workers_;
   std::atomic<bool> draining_{false};
@@ -131,18 +134,40 @@ absl::StatusOr<int> Process::run() {
                                           : static_cast<int>(std::thread::hardware_concurrency());
   if (workers <= 0) workers = 1;
 
-  // Bind every worker's socket up front so a bad address fails the start,
+  if (config.listen.tls) {
+    auto tls = http::TlsServerContext::create(*config.listen.tls);
+    if (!tls.ok()) return tls.status();
+    tls_ = *std::move(tls);
+  }
+  // The listeners: plain on listen.address; with listen.tls, TLS there
+  // instead, or on listen.tls.address beside it.
+  struct ListenerPlan {
+    HostPort at;
+    const http::TlsServerContext* tls;
+    uint16_t port;
+  };
+  std::vector<ListenerPlan> plans;
+  if (!config.listen.tls || !config.listen.tls->address.empty())
+    plans.push_back({config.listen.bind, nullptr, config.listen.bind.port});
+  if (config.listen.tls) {
+    const HostPort& at =
+        config.listen.tls->address.empty() ? config.listen.bind : config.listen.tls->bind;
+    plans.push_back({at, tls_.get(), at.port});
+  }
+  // Bind every worker's sockets up front so a bad address fails the start,
   // and so port 0 resolves once for all of them.
-  std::vector<int> fds;
-  uint16_t port = config.listen.bind.port;
+  std::vector<std::vector<ListenSocket>> sockets(static_cast<size_t>(workers));
   for (int i = 0; i < workers; ++i) {
-    auto fd = bindListener(config.listen.bind, port);
-    if (!fd.ok()) {
-      for (int f : fds) close(f);
-      return fd.status();
+    for (ListenerPlan& plan : plans) {
+      auto fd = bindListener(plan.at, plan.port);
+      if (!fd.ok()) {
+        for (auto& list : sockets)
+          for (ListenSocket& ls : list) close(ls.fd);
+        return fd.status();
+      }
+      if (i == 0) plan.port = boundPort(*fd);
+      sockets[static_cast<size_t>(i)].push_back({*fd, plan.tls});
     }
-    if (i == 0) port = boundPort(*fd);
-    fds.push_back(*fd);
   }
 
   metrics::Registry registry;
@@ -164,7 +189,8 @@ absl::StatusOr<int> Process::run() {
   health_ = std::make_unique<upstream::HealthChecker>(health_log, &registry.global());
   health_->update(healthTargets(**initial));
   for (int i = 0; i < workers; ++i) {
-    workers_.push_back(std::make_unique<Worker>(i, fds[static_cast<size_t>(i)], *initial,
+    workers_.push_back(std::make_unique<Worker>(i, std::move(sockets[static_cast<size_t>(i)]),
+                                                *initial,
                                                 registry.addShard(), sink->get(), worker_log,
                                                 [this] { event_active(worker_exit_, 0, 0); }));
   }
@@ -209,8 +235,12 @@ absl::StatusOr<int> Process::run() {
     workers_.clear();
     return admin.status();
   }
-  log_->info("airbag listening on {}:{} with {} worker(s); admin on {}:{}", config.listen.bind.host,
-             port, workers, config.admin.bind.host, (*admin)->port());
+  std::string where;
+  for (const ListenerPlan& plan : plans)
+    absl::StrAppend(&where, where.empty() ? "" : " and ", plan.at.host, ":", plan.port,
+                    plan.tls ? " (TLS)" : "");
+  log_->info("airbag listening on {} with {} worker(s); admin on {}:{}", where, workers,
+             config.admin.bind.host, (*admin)->port());
 
   event* sigterm = evsignal_new(base_.get(), SIGTERM, &Process::signalCb, this);
   event* sigint = evsignal_new(base_.get(), SIGINT, &Process::signalCb, this);
@@ -271,6 +301,14 @@ absl::StatusOr<std::vector<std::string>> Process::reload() {
   auto merged = std::make_shared<Config>(**loaded);
   std::vector<std::string> warnings = config::keepRestartOnly(was, *merged);
   // Built completely first; only then is anything live touched.
+  // The certificate and key are read again (a rotated pair takes effect); a
+  // pair that does not load fails the reload, and the running one stays.
+  std::shared_ptr<SSL_CTX> tls;
+  if (tls_ && merged->listen.tls) {
+    auto prepared = tls_->prepare(*merged->listen.tls);
+    if (!prepared.ok()) return fail(prepared.status());
+    tls = *std::move(prepared);
+  }
   auto next = pipeline::Snapshot::build(std::move(merged), current.get());
   if (!next.ok()) return fail(next.status());
   (*next)->commit();
@@ -286,6 +324,7 @@ absl::StatusOr<std::vector<std::string>> Process::reload() {
     absl::MutexLock l(&snapshot_mu_);
     snapshot_ = *next;
   }
+  if (tls) tls_->set(std::move(tls));  // connections accepted from now on use it
   for (auto& w : workers_) w->updateSnapshot(*next);
   health_->update(healthTargets(**next));
   registry_->recordConfigReload(true);

@@ -35,6 +35,9 @@ Json upstreamsState(const pipeline::Snapshot& snap, absl::Time now) {
   for (const pipeline::ResolvedUpstream& u : snap.upstreams) {
     Json j = {{"url", u.config->url}, {"tls", u.config->https}};
     j["health"] = upstreamHealthJson(u, now);
+    const upstream::ConnectionCounts& c = *u.health->connections();
+    j["connections"] = {{"open", c.open.load(std::memory_order_relaxed)},
+                        {"idle", c.idle.load(std::memory_order_relaxed)}};
     all[u.config->name] = std::move(j);
   }
   return all;

@@ -10,6 +10,7 @@
 
 #include <cerrno>
 
+#include "proxy/http/tls.h"
 #include "proxy/metrics/metrics.h"
 #include "proxy/server/client_connection.h"
 #include "spdlog/spdlog.h"
@@ -33,14 +34,13 @@ event_base* newBase() {
 
 }  // namespace
 
-Worker::Worker(int index, evutil_socket_t listen_fd,
+Worker::Worker(int index, std::vector<ListenSocket> listens,
                std::shared_ptr<const pipeline::Snapshot> snapshot, metrics::WorkerMetrics* metrics,
                log::AccessLogSink* sink, std::shared_ptr<spdlog::logger> logger,
                std::function<void()> on_exit)
     : index_(index),
       base_(newBase(), &event_base_free),
       dispatcher_(base_.get(), clock_),
-      listen_fd_(listen_fd),
       access_log_(sink, snapshot->config->log.format),
       on_exit_(std::move(on_exit)) {
   ctx_.base = base_.get();
@@ -55,8 +55,12 @@ Worker::Worker(int index, evutil_socket_t listen_fd,
   event_assign(&inbox_event_, ctx_.base, inbox_.fd(), EV_READ | EV_PERSIST, &Worker::inboxCb,
                this);
   event_add(&inbox_event_, nullptr);
-  listener_ = evconnlistener_new(ctx_.base, &Worker::acceptCb, this,
-                                 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, -1, listen_fd_);
+  for (const ListenSocket& ls : listens) {
+    auto l = std::make_unique<Listener>(Listener{this, ls});
+    l->listener = evconnlistener_new(ctx_.base, &Worker::acceptCb, l.get(),
+                                     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, -1, ls.fd);
+    listeners_.push_back(std::move(l));
+  }
 }
 
 Worker::~Worker() {
@@ -67,7 +71,8 @@ Worker::~Worker() {
   conns_.clear();
   doomed_.clear();
   ctx_.background.clear();
-  if (listener_) evconnlistener_free(listener_);
+  for (auto& l : listeners_)
+    if (l->listener) evconnlistener_free(l->listener);
   access_log_.flush();
   ctx_.upstreams.clear();
   passive_.clear();
@@ -99,6 +104,7 @@ UpstreamClient* Worker::httpClient(const pipeline::ResolvedUpstream& u, uint32_t
   o.address_len = u.address_len;
   o.connect_timeout = u.config->connect_timeout;
   o.max_connections = max_connections;
+  o.counts = u.health->connections();
   for (auto& p : pools_)
     if (p->sameOptions(o)) return p.get();
   pools_.push_back(std::make_unique<upstream::HttpPool>(ctx_.base, o, ctx_.metrics));
@@ -109,6 +115,7 @@ UpstreamClient* Worker::httpsClient(const pipeline::ResolvedUpstream& u,
                                     uint32_t max_connections) {
   upstream::CurlClientOptions o = upstream::curlOptions(u.config->name, *u.config, &u.address);
   o.max_connections = max_connections;
+  o.counts = u.health->connections();
   for (auto& c : curl_clients_)
     if (c->options() == o) return c.get();
   curl_clients_.push_back(
@@ -193,13 +200,20 @@ bool Worker::waitListenerClosed(absl::Duration timeout) {
 void Worker::requestStop() { inbox_.post({pipeline::InboxMessage::Kind::kStop}); }
 
 void Worker::acceptCb(evconnlistener*, evutil_socket_t fd, sockaddr*, int, void* arg) {
-  auto* self = static_cast<Worker*>(arg);
+  auto* l = static_cast<Listener*>(arg);
+  l->worker->accept(*l, fd);
+}
+
+void Worker::accept(const Listener& l, evutil_socket_t fd) {
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  auto conn = std::make_unique<ClientConnection>(*self, fd);
+  // The connection's session holds its own reference to the context, so a
+  // reload that swaps the context leaves it alone.
+  std::shared_ptr<SSL_CTX> tls = l.socket.tls ? l.socket.tls->current() : nullptr;
+  auto conn = std::make_unique<ClientConnection>(*this, fd, tls.get());
   ClientConnection* raw = conn.get();
-  self->conns_.push_front(std::move(conn));
-  raw->self_ = self->conns_.begin();
+  conns_.push_front(std::move(conn));
+  raw->self_ = conns_.begin();
 }
 
 void Worker::closeConnection(ClientConnection* conn) {
@@ -227,39 +241,38 @@ void Worker::onDrain() {
     }
     // After the loop: connections taken from the backlog have not been read
     // yet, and drain() would close them as idle.
-    closeListener();
+    closeListeners();
   }
   maybeExit();
 }
 
-void Worker::closeListener() {
-  if (listener_ == nullptr) {
-    if (!listener_closed_.HasBeenNotified()) listener_closed_.Notify();
-    return;
-  }
+void Worker::closeListeners() {
   // Disabling accept alone is not enough: the kernel would go on completing
   // handshakes into the backlog, and those clients would wait until exit for
   // an answer. Closing the socket makes new connects fail at once. What is
   // already in the backlog is taken first: a client that has sent its
   // request gets its answer (with Connection: close); one that has sent
   // nothing is closed like any idle connection.
-  for (;;) {
-    int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) {
-      if (errno == EINTR) continue;
-      break;  // EAGAIN: the backlog is empty (or the socket is broken)
+  for (auto& l : listeners_) {
+    if (l->listener == nullptr) continue;
+    for (;;) {
+      int fd = accept4(l->socket.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) {
+        if (errno == EINTR) continue;
+        break;  // EAGAIN: the backlog is empty (or the socket is broken)
+      }
+      char probe;
+      if (recv(fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
+        accept(*l, fd);
+      } else {
+        ::close(fd);
+      }
     }
-    char probe;
-    if (recv(fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
-      acceptCb(listener_, fd, nullptr, 0, this);
-    } else {
-      ::close(fd);
-    }
+    evconnlistener_free(l->listener);  // LEV_OPT_CLOSE_ON_FREE: closes the socket
+    l->listener = nullptr;
+    l->socket.fd = -1;
   }
-  evconnlistener_free(listener_);  // LEV_OPT_CLOSE_ON_FREE: closes listen_fd_
-  listener_ = nullptr;
-  listen_fd_ = -1;
-  listener_closed_.Notify();
+  if (!listener_closed_.HasBeenNotified()) listener_closed_.Notify();
 }
 
 void Worker::maybeExit() {

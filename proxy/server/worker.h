@@ -27,15 +27,28 @@
 
 struct evconnlistener;
 
+namespace airbag::http {
+class TlsServerContext;
+}
+
 namespace airbag::server {
 
 class ClientConnection;
 
+// A bound, listening, non-blocking socket handed to a worker, and the TLS
+// context its connections start with (null: plain HTTP). The context must
+// outlive the worker.
+struct ListenSocket {
+  evutil_socket_t fd = -1;
+  const http::TlsServerContext* tls = nullptr;
+};
+
 class Worker {
  public:
-  // `listen_fd` is a bound, listening, non-blocking socket the worker takes
-  // over. `metrics` and `sink` must outlive the worker.
-  Worker(int index, evutil_socket_t listen_fd, std::shared_ptr<const pipeline::Snapshot> snapshot,
+  // The worker takes over the `listens` sockets (one per listener: plain,
+  // TLS, or both side by side). `metrics` and `sink` must outlive the worker.
+  Worker(int index, std::vector<ListenSocket> listens,
+         std::shared_ptr<const pipeline::Snapshot> snapshot,
          metrics::WorkerMetrics* metrics, log::AccessLogSink* sink,
          std::shared_ptr<spdlog::logger> logger, std::function<void()> on_exit);
   ~Worker();
@@ -44,12 +57,12 @@ class Worker {
 
   // Starts the worker's thread.
   void start();
-  // Thread-safe. Close the listening socket (new connects are refused, not
+  // Thread-safe. Close the listening sockets (new connects are refused, not
   // queued), close idle connections, finish the rest; with `exit_when_done`
   // the loop ends once no connection is left.
   void requestDrain(bool exit_when_done);
   // Thread-safe. Waits up to `timeout` for the worker to have closed its
-  // listening socket after requestDrain(); true once it has.
+  // listening sockets after requestDrain(); true once it has.
   bool waitListenerClosed(absl::Duration timeout);
   // Thread-safe. Ends the loop now (after the grace period).
   void requestStop();
@@ -75,7 +88,13 @@ class Worker {
   void onInbox();
   void run();
   void onDrain();
-  void closeListener();
+  struct Listener {
+    Worker* worker;
+    ListenSocket socket;
+    evconnlistener* listener = nullptr;
+  };
+  void accept(const Listener& l, evutil_socket_t fd);
+  void closeListeners();
   void applySnapshot(std::shared_ptr<const pipeline::Snapshot> snapshot);
   // This worker's client for an upstream: found among those made before, or new.
   UpstreamClient* httpClient(const pipeline::ResolvedUpstream& u, uint32_t max_connections);
@@ -90,8 +109,8 @@ class Worker {
   pipeline::Inbox inbox_;
   event inbox_event_;
   std::vector<pipeline::InboxMessage> messages_;  // taken from the inbox, reused
-  evutil_socket_t listen_fd_;
-  evconnlistener* listener_ = nullptr;
+  // Stable addresses: each is its evconnlistener's callback argument.
+  std::vector<std::unique_ptr<Listener>> listeners_;
   pipeline::WorkerContext ctx_;
   log::AccessLogWriter access_log_;
   std::function<void()> on_exit_;

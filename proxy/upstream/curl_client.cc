@@ -5,6 +5,7 @@
 #include <curl/curl.h>
 #include <netinet/in.h>
 #include <event2/event.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <charconv>
@@ -210,6 +211,18 @@ bool CurlClient::Call::start(const UpstreamRequest& request, UpstreamResponseHan
   curl_easy_setopt(e, CURLOPT_HEADERDATA, this);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &Call::writeCb);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, this);
+  if (o.counts) {
+    curl_opensocket_callback open = [](void* p, curlsocktype, curl_sockaddr* a) -> curl_socket_t {
+      return static_cast<CurlClient*>(p)->openSocket(a);
+    };
+    curl_closesocket_callback close = [](void* p, curl_socket_t fd) {
+      return static_cast<CurlClient*>(p)->closeSocket(fd);
+    };
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, client_);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, client_);
+  }
   // Bodies pass through as the upstream encoded them; only chunking is undone.
   curl_easy_setopt(e, CURLOPT_HTTP_CONTENT_DECODING, 0L);
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
@@ -352,7 +365,8 @@ CurlClient::CurlClient(event_base* base, CurlClientOptions options,
       // upstream was loaded; a process without one never loads it.
       multi_(curl_multi_init(), [](CURLM* m) { curl_multi_cleanup(m); }),
       timer_(evtimer_new(base, &CurlClient::timeoutCb, this), &event_free),
-      kick_ev_(event_new(base, -1, 0, &CurlClient::kickCb, this), &event_free) {
+      kick_ev_(event_new(base, -1, 0, &CurlClient::kickCb, this), &event_free),
+      share_(options_.counts) {
   const std::string& name = options_.sni.empty() ? options_.host : options_.sni;
   url_prefix_ =
       absl::StrCat(options_.https ? "https://" : "http://", bracketed(name), ":", options_.port);
@@ -393,6 +407,7 @@ UpstreamCall* CurlClient::start(const UpstreamRequest& request, UpstreamResponse
     call = calls_.back().get();
   }
   ++active_;
+  publish();
   if (!call->start(request, handler)) {
     // Never reached curl: report it from the loop, not from inside start().
     if (logger_) logger_->warn("upstream '{}': cannot start a transfer", options_.name);
@@ -414,6 +429,26 @@ void CurlClient::release(Call* call) {
   call->setInMulti(false);
   --active_;
   free_calls_.push_back(call);
+  publish();
+}
+
+int CurlClient::openSocket(const curl_sockaddr* address) {
+  int fd = ::socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+  if (fd < 0) return CURL_SOCKET_BAD;
+  ++open_sockets_;
+  publish();
+  return fd;
+}
+
+int CurlClient::closeSocket(int fd) {
+  --open_sockets_;
+  publish();
+  return ::close(fd);
+}
+
+void CurlClient::publish() {
+  share_.set(open_sockets_,
+             std::max<int64_t>(0, open_sockets_ - static_cast<int64_t>(active_)));
 }
 
 int CurlClient::socketCb(CURL*, curl_socket_t fd, int what, void* clientp, void*) {

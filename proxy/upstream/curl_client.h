@@ -18,11 +18,13 @@
 #include "absl/time/time.h"
 #include "airbag/config.h"
 #include "airbag/upstream_client.h"
+#include "proxy/upstream/upstream_health.h"
 
 struct event_base;
 struct event;
 typedef void CURLM;
 typedef void CURL;
+struct curl_sockaddr;
 
 namespace spdlog {
 class logger;
@@ -48,6 +50,8 @@ struct CurlClientOptions {
   // (RST_STREAM) was seen to leave nginx's stream to the model running,
   // where closing an HTTP/1.1 connection ends it at once.
   bool http2 = false;
+  // Where this client's open and idle connections are counted (may be null).
+  std::shared_ptr<ConnectionCounts> counts;
 
   bool operator==(const CurlClientOptions&) const = default;
 };
@@ -86,6 +90,11 @@ class CurlClient final : public UpstreamClient {
   static void eventCb(int fd, short what, void* arg);
   static void timeoutCb(int fd, short what, void* arg);
   static void kickCb(int fd, short what, void* arg);
+  // curl's socket open and close, counted for ConnectionCounts.
+  int openSocket(const curl_sockaddr* address);
+  int closeSocket(int fd);
+  // Publishes the open and idle counts (idle: open beyond the transfers).
+  void publish();
   int onSocket(int fd, int what);
   void onTimerSet(long timeout_ms);
   void socketAction(int fd, int ev_bitmask);
@@ -112,6 +121,8 @@ class CurlClient final : public UpstreamClient {
   int depth_ = 0;  // > 0 inside curl_multi_socket_action (curl's callbacks run)
   size_t active_ = 0;
   uint64_t opened_ = 0;
+  int64_t open_sockets_ = 0;
+  ConnectionShare share_;
 };
 
 }  // namespace airbag::upstream

@@ -275,7 +275,7 @@ void HttpPool::Conn::onBroken(bool eof) {
 // ---- HttpPool ----
 
 HttpPool::HttpPool(event_base* base, HttpPoolOptions options, metrics::WorkerMetrics* metrics)
-    : base_(base), options_(std::move(options)), metrics_(metrics) {
+    : base_(base), options_(std::move(options)), metrics_(metrics), share_(options_.counts) {
   reap_.reset(event_new(base_, -1, 0, &HttpPool::reapCb, this));
 }
 
@@ -283,12 +283,18 @@ bool HttpPool::sameOptions(const HttpPoolOptions& o) const {
   return o.name == options_.name && o.address_len == options_.address_len &&
          std::memcmp(&o.address, &options_.address, o.address_len) == 0 &&
          o.connect_timeout == options_.connect_timeout &&
-         o.max_connections == options_.max_connections && o.max_idle == options_.max_idle;
+         o.max_connections == options_.max_connections && o.max_idle == options_.max_idle &&
+         o.counts == options_.counts;
 }
 
 HttpPool::~HttpPool() {
   reap_.reset();
   conns_.clear();
+}
+
+void HttpPool::publish() {
+  share_.set(static_cast<int64_t>(conns_.size() - doomed_.size()),
+             static_cast<int64_t>(idle_.size()));
 }
 
 HttpPool::Call* HttpPool::newCall() {
@@ -316,6 +322,7 @@ UpstreamCall* HttpPool::start(const UpstreamRequest& request, UpstreamResponseHa
   call->request_ = request;
   call->handler_ = handler;
   dispatch(call, /*fresh_only=*/false);
+  publish();
   return call;
 }
 
@@ -368,6 +375,7 @@ void HttpPool::connIdle(Conn* conn) {
   }
   conn->setReading(true);  // notice an upstream close while idle
   idle_.push_back(conn);
+  publish();
 }
 
 void HttpPool::destroyLater(Conn* conn) {
@@ -379,6 +387,7 @@ void HttpPool::destroyLater(Conn* conn) {
   if (it != idle_.end()) idle_.erase(it);
   doomed_.push_back(conn);
   event_active(reap_.get(), 0, 0);
+  publish();
 }
 
 void HttpPool::reapCb(int, short, void* arg) { static_cast<HttpPool*>(arg)->reap(); }
@@ -405,6 +414,7 @@ void HttpPool::reap() {
     handler->onUpstreamFailure(AttemptOutcome::kConnect, "could not create a socket");
   }
   serveWaiter();
+  publish();
 }
 
 void HttpPool::serveWaiter() {

@@ -18,6 +18,7 @@
 #include "airbag/upstream_client.h"
 #include "proxy/http/message_parser.h"
 #include "proxy/http/stream_socket.h"
+#include "proxy/upstream/upstream_health.h"
 
 struct event_base;
 
@@ -34,6 +35,8 @@ struct HttpPoolOptions {
   absl::Duration connect_timeout = absl::Seconds(1);
   uint32_t max_connections = 256;  // for this pool (this worker)
   uint32_t max_idle = 64;          // idle connections kept beyond this are closed
+  // Where this pool's open and idle connections are counted (may be null).
+  std::shared_ptr<ConnectionCounts> counts;
 };
 
 class HttpPool final : public UpstreamClient {
@@ -70,6 +73,8 @@ class HttpPool final : public UpstreamClient {
   static void reapCb(int, short, void* arg);
   void reap();
   void serveWaiter();
+  // Publishes the open and idle counts to options_.counts.
+  void publish();
 
   event_base* base_;
   HttpPoolOptions options_;
@@ -82,6 +87,7 @@ class HttpPool final : public UpstreamClient {
   std::vector<Conn*> doomed_;  // closed inside their own callbacks; freed from reap_
   http::EventPtr reap_;
   uint64_t opened_ = 0;
+  ConnectionShare share_;  // options_.counts: this pool's open and idle connections
 };
 
 }  // namespace airbag::upstream

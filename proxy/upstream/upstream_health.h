@@ -10,12 +10,43 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "absl/time/time.h"
 #include "airbag/config.h"
 
 namespace airbag::upstream {
+
+// Connections to one upstream, summed over every worker's client (for
+// GET /upstreams). Any thread may read; clients write through a share.
+struct ConnectionCounts {
+  std::atomic<int64_t> open{0};
+  std::atomic<int64_t> idle{0};  // open and carrying no request
+};
+
+// One client's part of a ConnectionCounts: set() publishes what changed since
+// the last call; the part is taken back on destruction. Owner thread only.
+class ConnectionShare {
+ public:
+  explicit ConnectionShare(std::shared_ptr<ConnectionCounts> counts) : counts_(std::move(counts)) {}
+  ~ConnectionShare() { set(0, 0); }
+  ConnectionShare(const ConnectionShare&) = delete;
+  ConnectionShare& operator=(const ConnectionShare&) = delete;
+
+  void set(int64_t open, int64_t idle) {
+    if (!counts_) return;
+    if (open != open_) counts_->open.fetch_add(open - open_, std::memory_order_relaxed);
+    if (idle != idle_) counts_->idle.fetch_add(idle - idle_, std::memory_order_relaxed);
+    open_ = open;
+    idle_ = idle;
+  }
+
+ private:
+  std::shared_ptr<ConnectionCounts> counts_;
+  int64_t open_ = 0;
+  int64_t idle_ = 0;
+};
 
 class UpstreamHealth {
  public:
@@ -57,6 +88,9 @@ class UpstreamHealth {
   // Forgets the probes' verdict (the upstream is no longer probed): healthy.
   void resetProbes();
 
+  // The connections every worker holds to this upstream.
+  const std::shared_ptr<ConnectionCounts>& connections() const { return connections_; }
+
  private:
   const std::string name_;
   std::atomic<bool> healthy_{true};
@@ -67,6 +101,7 @@ class UpstreamHealth {
   std::atomic<uint32_t> connect_failures_{0};
   std::atomic<uint32_t> down_periods_{0};  // down periods in a row, for the growth
   std::atomic<int64_t> down_until_ns_{INT64_MIN};
+  const std::shared_ptr<ConnectionCounts> connections_ = std::make_shared<ConnectionCounts>();
 };
 
 }  // namespace airbag::upstream

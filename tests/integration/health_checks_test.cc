@@ -136,5 +136,54 @@ TEST(HealthChecksTest, ConnectFailuresTakeThePrimaryOutForAWhile) {
   EXPECT_EQ(ab.admin("GET", "/upstreams").json()["model"]["health"]["passive"]["down"], false);
 }
 
+constexpr char kLadder[] = R"(
+listen: { address: ${LISTEN}, workers: 2 }
+admin: { address: ${ADMIN} }
+log: { level: error, access_log: off }
+upstreams:
+  model: { url: ${DEAD}, connect_timeout: 200ms }
+  hosted:
+    url: ${DEAD}
+    connect_timeout: 200ms
+    health: { path: /health, interval: 100ms, timeout: 100ms, rise: 2, fall: 2 }
+  small-model: { url: ${SMALL} }
+routes:
+  - name: r
+    match: { path_prefix: / }
+    upstream: model
+    fallback:
+      - upstream: hosted
+      - upstream: small-model
+)";
+
+TEST(HealthChecksTest, AFallbackUpstreamThatIsDownIsPassedOverWithoutAConnect) {
+  auto small = DemoServer::start({.extra_args = {"--name", "small-model"}});
+  ASSERT_TRUE(small.ok()) << small.status();
+  const std::string dead = "http://127.0.0.1:" + std::to_string(freePort());  // refuses
+  auto a = AirbagProcess::start(kLadder, {{"DEAD", dead}, {"SMALL", (*small)->url()}});
+  ASSERT_TRUE(a.ok()) << a.status();
+  AirbagProcess& ab = **a;
+  ASSERT_TRUE(pollUntil(
+      [&] { return ab.admin("GET", "/upstreams").json()["hosted"]["health"]["usable"] == false; },
+      milliseconds(3000)));
+  const std::string hosted_connects =
+      R"(airbag_upstream_attempts_total{route="r",upstream="hosted",outcome="connect"})";
+  for (int i = 0; i < 4; ++i) {
+    Response r = ab.fetch("GET", "/v1/models");
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.header("x-airbag-source"), "fallback:small-model");
+  }
+  // The route's own upstream was tried each time; the down fallback never.
+  EXPECT_EQ(ab.metric(connectAttempts()), 4);
+  EXPECT_EQ(ab.metric(hosted_connects).value_or(0), 0);
+
+  // The connections airbag keeps: small-model's, idle between requests; none to the dead ones.
+  nlohmann::json up = ab.admin("GET", "/upstreams").json();
+  EXPECT_GE(up["small-model"]["connections"]["open"].get<int>(), 1) << up.dump();
+  EXPECT_EQ(up["small-model"]["connections"]["idle"], up["small-model"]["connections"]["open"]);
+  EXPECT_EQ(up["hosted"]["connections"]["open"], 0);
+  EXPECT_EQ(up["model"]["connections"]["open"], 0);
+}
+
 }  // namespace
 }  // namespace airbag::testing

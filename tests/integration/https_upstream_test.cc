@@ -8,55 +8,22 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/integration/harness.h"
+#include "tests/integration/tls_certs.h"
 
 namespace airbag::testing {
 namespace {
 
 using ::testing::HasSubstr;
 
-// Runs the openssl command; the test fails on error.
-bool openssl(std::vector<std::string> args) {
-  args.insert(args.begin(), "openssl");
-  auto r = runCommand(args);
-  if (!r.ok() || !r->exit.success()) {
-    ADD_FAILURE() << "openssl failed: " << (r.ok() ? r->err : std::string(r.status().message()));
-    return false;
-  }
-  return true;
+// The CA and the leaves these tests use: good, expired, wrong host.
+std::unique_ptr<Certs> makeCerts() {
+  auto c = Certs::makeCa();
+  if (!c) return nullptr;
+  if (!c->leaf("good", "DNS:localhost,IP:127.0.0.1", 1)) return nullptr;
+  if (!c->leaf("expired", "DNS:localhost,IP:127.0.0.1", -1)) return nullptr;
+  if (!c->leaf("wronghost", "DNS:wrong.example", 1)) return nullptr;
+  return c;
 }
-
-// A CA and leaf certificates in a private directory.
-struct Certs {
-  std::unique_ptr<TempDir> dir;
-  std::string path(const std::string& name) const { return (dir->path() / name).string(); }
-
-  // A leaf signed by the CA for `san`, valid for `days` (-1: already expired).
-  bool leaf(const std::string& name, const std::string& san, int days) {
-    auto ext = dir->write(name + ".ext", "subjectAltName=" + san + "\n");
-    if (!ext.ok()) return false;
-    return openssl({"req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                    "-keyout", path(name + ".key"), "-out", path(name + ".csr"), "-subj",
-                    "/CN=" + name}) &&
-           openssl({"x509", "-req", "-in", path(name + ".csr"), "-CA", path("ca.pem"), "-CAkey",
-                    path("ca.key"), "-CAcreateserial", "-out", path(name + ".pem"), "-days",
-                    std::to_string(days), "-extfile", ext->string()});
-  }
-
-  static std::unique_ptr<Certs> make() {
-    auto c = std::make_unique<Certs>();
-    auto d = TempDir::create("airbag-certs");
-    if (!d.ok()) return nullptr;
-    c->dir = std::move(*d);
-    if (!openssl({"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                  "-nodes", "-keyout", c->path("ca.key"), "-out", c->path("ca.pem"), "-days", "1",
-                  "-subj", "/CN=airbag-test-ca"}))
-      return nullptr;
-    if (!c->leaf("good", "DNS:localhost,IP:127.0.0.1", 1)) return nullptr;
-    if (!c->leaf("expired", "DNS:localhost,IP:127.0.0.1", -1)) return nullptr;
-    if (!c->leaf("wronghost", "DNS:wrong.example", 1)) return nullptr;
-    return c;
-  }
-};
 
 // nginx in the foreground, terminating TLS (HTTP/1.1 and h2) and passing to `model_port`.
 class Nginx {
@@ -127,7 +94,7 @@ routes:
 class HttpsUpstreamTest : public ::testing::Test {
  public:
   void SetUp() override {
-    certs_ = Certs::make();
+    certs_ = makeCerts();
     ASSERT_NE(certs_, nullptr);
     auto demo = DemoServer::start();
     ASSERT_TRUE(demo.ok()) << demo.status();
@@ -169,6 +136,10 @@ TEST_F(HttpsUpstreamTest, AnswersComeThroughTlsOnReusedConnections) {
   EXPECT_EQ(a->metric(R"(airbag_upstream_connections_opened_total{upstream="model"})"), 1);
   EXPECT_EQ(a->metric(R"(airbag_upstream_attempts_total{route="r",upstream="model",outcome="ok"})"),
             6);
+  // /upstreams counts it: open, and idle between requests.
+  nlohmann::json c = a->admin("GET", "/upstreams").json()["model"]["connections"];
+  EXPECT_EQ(c["open"], 1) << c.dump();
+  EXPECT_EQ(c["idle"], 1) << c.dump();
 }
 
 // Whether the process has libcurl mapped (/proc/PID/maps).

@@ -339,6 +339,8 @@ TEST(ConfigLoaderTest, DesignExampleLoadsCompletely) {
   EXPECT_EQ(c->listen.workers, 0);
   ASSERT_TRUE(c->listen.tls.has_value());
   EXPECT_EQ(c->listen.tls->key, "tls.key");
+  EXPECT_EQ(c->listen.tls->min_version, "1.2");
+  EXPECT_EQ(c->listen.tls->address, "");
   EXPECT_EQ(c->listen.limits.idle_timeout, absl::Seconds(60));
   EXPECT_EQ(c->admin.token_file, "admin-token");
   ASSERT_TRUE(c->shedding.has_value());
@@ -634,6 +636,15 @@ const ErrorCase kFileErrors[] = {
      "listen: {tls: {cert: c.pem}}\nupstreams: {m: {url: \"http://h:1\"}}\n"
      "routes: [{name: r, upstream: m, match: {}}]\n",
      "t.yaml:1:15: missing required key 'key' in listen.tls", true},
+    {"ListenTlsMinVersion",
+     "listen: {tls: {cert: c.pem, key: k.pem, min_version: 1.1}}\n"
+     "upstreams: {m: {url: \"http://h:1\"}}\nroutes: [{name: r, upstream: m, match: {}}]\n",
+     "t.yaml:1:54: 'min_version' must be one of 1.2, 1.3; got '1.1' (did you mean '1.2'?)", true},
+    {"ListenTlsAddressCollides",
+     "listen: {address: \"127.0.0.1:9000\", tls: {address: \"0.0.0.0:9000\", cert: c, key: k}}\n"
+     "upstreams: {m: {url: \"http://h:1\"}}\nroutes: [{name: r, upstream: m, match: {}}]\n",
+     "t.yaml:1:1: listen.tls.address 0.0.0.0:9000 collides with listen.address 127.0.0.1:9000",
+     true},
     {"AdminCollidesWithListen",
      "listen: {address: \"0.0.0.0:9000\"}\nadmin: {address: \"127.0.0.1:9000\"}\n"
      "upstreams: {m: {url: \"http://h:1\"}}\nroutes: [{name: r, upstream: m, match: {}}]\n",

@@ -43,7 +43,8 @@ TEST(KeepRestartOnlyTest, KeepsTheRunningValuesAndNamesEachChangedKey) {
           "listen.address changed to 127.0.0.1:9000 in the file; 127.0.0.1:8080 stays in "
           "force until a restart",
           "listen.workers changed to auto in the file; 2 stays in force until a restart",
-          "listen.tls changed in the file; the running value stays in force until a restart",
+          "listen.tls changed to TLS on listen.address in the file; no TLS stays in force until "
+          "a restart",
           "admin.address changed to 127.0.0.1:9902 in the file; 127.0.0.1:9901 stays in force "
           "until a restart",
           "admin.token_file changed in the file; the running value stays in force until a "
@@ -62,6 +63,29 @@ TEST(KeepRestartOnlyTest, KeepsTheRunningValuesAndNamesEachChangedKey) {
   // What a reload does apply is left as the file says.
   EXPECT_EQ(next.log.level, "warn");
   EXPECT_EQ(next.listen.limits.max_header_bytes, 8u * 1024);
+}
+
+TEST(KeepRestartOnlyTest, TlsFilesApplyButTheTlsListenerStays) {
+  const Config running = load(
+      "listen: {address: \"127.0.0.1:8080\", tls: {address: \"127.0.0.1:8443\", cert: a.crt,"
+      " key: a.key}}\n");
+  Config next = load(
+      "listen: {address: \"127.0.0.1:8080\", tls: {address: \"127.0.0.1:8443\", cert: b.crt,"
+      " key: b.key, client_ca: ca.pem, min_version: \"1.3\"}}\n");
+  EXPECT_THAT(keepRestartOnly(running, next), ::testing::IsEmpty());
+  ASSERT_TRUE(next.listen.tls.has_value());
+  EXPECT_EQ(next.listen.tls->cert, "b.crt");
+  EXPECT_EQ(next.listen.tls->client_ca, "ca.pem");
+  EXPECT_EQ(next.listen.tls->min_version, "1.3");
+
+  Config moved = load(
+      "listen: {address: \"127.0.0.1:8080\", tls: {address: \"127.0.0.1:9443\", cert: b.crt,"
+      " key: b.key}}\n");
+  EXPECT_THAT(keepRestartOnly(running, moved),
+              ElementsAre("listen.tls changed to TLS on 127.0.0.1:9443 in the file; TLS on "
+                          "127.0.0.1:8443 stays in force until a restart"));
+  EXPECT_EQ(moved.listen.tls->address, "127.0.0.1:8443");
+  EXPECT_EQ(moved.listen.tls->cert, "a.crt");
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // send queued and drained with the write event armed only meanwhile, reads,
 // connect, errors reported from the loop, and silence after stop().
 #include "proxy/http/stream_socket.h"
+#include "tests/unit/http/socket_test_util.h"
 
 #include <arpa/inet.h>
 #include <event2/event.h>
@@ -21,12 +22,8 @@
 namespace airbag::http {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-constexpr std::chrono::milliseconds kWait{5000};
-
-struct EventBaseFree {
-  void operator()(event_base* b) const { event_base_free(b); }
-};
+using testing::EventBasePtr;
+using testing::pattern;
 
 class Recorder : public StreamSocket::Listener {
  public:
@@ -80,16 +77,7 @@ class StreamSocketTest : public ::testing::Test {
   }
 
   // Runs loop passes until `done` (true) or the bound passes (false).
-  bool runUntil(const std::function<bool()>& done) {
-    auto deadline = Clock::now() + kWait;
-    while (!done()) {
-      if (Clock::now() > deadline) return false;
-      timeval tv{0, 2000};
-      event_base_loopexit(base_.get(), &tv);
-      event_base_loop(base_.get(), EVLOOP_ONCE);
-    }
-    return true;
-  }
+  bool runUntil(const std::function<bool()>& done) { return testing::runUntil(base_.get(), done); }
 
   // Whatever the peer can read right now.
   std::string peerRead() {
@@ -115,18 +103,12 @@ class StreamSocketTest : public ::testing::Test {
     return got + peerRead();
   }
 
-  std::unique_ptr<event_base, EventBaseFree> base_;
+  EventBasePtr base_;
   Recorder rec_;
   std::unique_ptr<StreamSocket> sock_;
   int mine_ = -1;
   int peer_ = -1;
 };
-
-std::string pattern(size_t n, char seed) {
-  std::string s(n, ' ');
-  for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>(seed + i % 23);
-  return s;
-}
 
 TEST_F(StreamSocketTest, WriteFirstSendsEveryPartAtOnceAndArmsNothing) {
   StreamSocket& s = adopt();
