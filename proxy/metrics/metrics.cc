@@ -323,6 +323,21 @@ Registry::Registry(absl::Time start_time) : start_time_(start_time) {
                     "Active health probes, by result: pass, fail (unexpected status), timeout, "
                     "connect, error.",
                     {"upstream", "result"});
+  f.upstream_saturated =
+      defineGauge("airbag_upstream_saturated",
+                  "1 while the model's own metrics say it is saturated; 0 when ok or unknown.",
+                  {"upstream"}, GaugeMerge::kMax);
+  f.admission_limit =
+      defineGauge("airbag_admission_limit", "The route's admission limit on requests in flight.",
+                  {"route"}, GaugeMerge::kMax);
+  f.admission_queued =
+      defineGauge("airbag_admission_queued", "Requests waiting in the route's admission queue.",
+                  {"route", "priority"}, GaugeMerge::kMax);
+  f.admission_total = defineCounter(
+      "airbag_admission_total",
+      "Admission decisions, by outcome: admitted, queued (admitted after waiting), saturated and "
+      "adaptive-limit (sent down the ladder), displaced.",
+      {"route", "outcome"});
 }
 
 Registry::~Registry() = default;

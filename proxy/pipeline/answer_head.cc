@@ -15,6 +15,7 @@ void appendAnswerHead(std::string& out, int status, const HeaderPairs& headers,
   http::append(out, "x-airbag-source: ", meta.source, "\r\nx-airbag-attempts: ", meta.attempts,
                "\r\n");
   if (!meta.cache.empty()) http::append(out, "x-airbag-cache: ", meta.cache, "\r\n");
+  if (!meta.admission.empty()) http::append(out, "x-airbag-admission: ", meta.admission, "\r\n");
   if (!meta.request_id.empty()) http::append(out, "x-request-id: ", meta.request_id, "\r\n");
   if (meta.retry_after_seconds)
     http::append(out, "retry-after: ", *meta.retry_after_seconds, "\r\n");

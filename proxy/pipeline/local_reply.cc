@@ -46,6 +46,7 @@ void appendLocalReply(std::string& out, const LocalReply& r) {
   meta.attempts = r.attempts;
   meta.request_id = r.request_id;
   meta.cache = r.cache;
+  meta.admission = r.admission;
   meta.retry_after_seconds = r.retry_after_seconds;
   meta.close = r.close;
   meta.http10_keep_alive = r.http10_keep_alive;

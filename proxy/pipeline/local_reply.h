@@ -17,6 +17,7 @@ struct LocalReply {
   int attempts = 0;
   std::optional<int> retry_after_seconds;
   std::string_view cache;  // x-airbag-cache value, empty for routes without a cache
+  std::string_view admission;  // x-airbag-admission value, empty when admission played no part
   bool close = false;  // adds "connection: close"
   bool http10_keep_alive = false;  // adds "connection: keep-alive" for HTTP/1.0 clients
   bool head_only = false;  // the answer to a HEAD: the head alone, with the body's length
