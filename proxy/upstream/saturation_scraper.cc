@@ -31,12 +31,12 @@ class SaturationScraper::Scrape final : public UpstreamResponseHandler {
   Scrape(SaturationScraper& scraper, SaturationTarget target)
       : scraper_(scraper),
         target_(onMetricsPort(std::move(target))),
-        client_(scraper.base_.get(),
+        client_(scraper.loop_.base(),
                 curlOptions(target_.config.name, target_.config,
                             target_.has_address ? &target_.address : nullptr),
                 nullptr, nullptr),
-        interval_(evtimer_new(scraper.base_.get(), &Scrape::intervalCb, this), &event_free),
-        timeout_(evtimer_new(scraper.base_.get(), &Scrape::timeoutCb, this), &event_free) {
+        interval_(evtimer_new(scraper.loop_.base(), &Scrape::intervalCb, this), &event_free),
+        timeout_(evtimer_new(scraper.loop_.base(), &Scrape::timeoutCb, this), &event_free) {
     head_ = absl::StrCat("GET ", target_.config.saturation->metrics_path,
                          " HTTP/1.1\r\nhost: ", target_.config.host_header,
                          "\r\naccept: text/plain\r\nuser-agent: airbag-saturation\r\n\r\n");
@@ -126,52 +126,26 @@ class SaturationScraper::Scrape final : public UpstreamResponseHandler {
 };
 
 SaturationScraper::SaturationScraper(std::shared_ptr<spdlog::logger> logger)
-    : logger_(std::move(logger)),
-      base_(event_base_new(), &event_base_free),
-      wake_(event_new(base_.get(), -1, EV_PERSIST, &SaturationScraper::wakeCb, this), &event_free) {
-  event_add(wake_.get(), nullptr);
-}
+    : logger_(std::move(logger)) {}
 
 SaturationScraper::~SaturationScraper() {
-  if (thread_.joinable()) {
-    event_base_loopbreak(base_.get());
-    thread_.join();
-  }
+  loop_.stop();
   scrapes_.clear();
 }
 
-void SaturationScraper::start() {
-  thread_ = std::thread([this] { event_base_loop(base_.get(), EVLOOP_NO_EXIT_ON_EMPTY); });
-}
+void SaturationScraper::start() { loop_.start(); }
 
 void SaturationScraper::update(std::vector<SaturationTarget> targets) {
   if (!targets.empty()) initCurl();
-  {
-    absl::MutexLock l(&mu_);
-    pending_ = std::move(targets);
-    has_pending_ = true;
-  }
-  event_active(wake_.get(), 0, 0);
-}
-
-void SaturationScraper::wakeCb(int, short, void* arg) {
-  static_cast<SaturationScraper*>(arg)->onWake();
-}
-
-void SaturationScraper::onWake() {
-  std::vector<SaturationTarget> targets;
-  {
-    absl::MutexLock l(&mu_);
-    if (!has_pending_) return;
-    targets = std::move(pending_);
-    has_pending_ = false;
-  }
-  // As in the health checker: made anew on a reload; the readings live in
-  // the shared UpstreamSaturation and so carry over.
-  scrapes_.clear();
-  for (SaturationTarget& t : targets)
-    if (t.config.saturation && t.saturation)
-      scrapes_.push_back(std::make_unique<Scrape>(*this, std::move(t)));
+  auto shared = std::make_shared<std::vector<SaturationTarget>>(std::move(targets));
+  loop_.post([this, shared] {
+    // As in the health checker: made anew on a reload; the readings live in
+    // the shared UpstreamSaturation and so carry over.
+    scrapes_.clear();
+    for (SaturationTarget& t : *shared)
+      if (t.config.saturation && t.saturation)
+        scrapes_.push_back(std::make_unique<Scrape>(*this, std::move(t)));
+  });
 }
 
 }  // namespace airbag::upstream

@@ -9,15 +9,11 @@
 #include <sys/socket.h>
 
 #include <memory>
-#include <thread>
 #include <vector>
 
-#include "absl/synchronization/mutex.h"
 #include "airbag/config.h"
+#include "proxy/upstream/probe_loop.h"
 #include "proxy/upstream/upstream_saturation.h"
-
-struct event_base;
-struct event;
 
 namespace spdlog {
 class logger;
@@ -51,17 +47,10 @@ class SaturationScraper {
 
  private:
   class Scrape;
-  static void wakeCb(int, short, void* arg);
-  void onWake();
 
   std::shared_ptr<spdlog::logger> logger_;
-  std::unique_ptr<event_base, void (*)(event_base*)> base_;
-  std::unique_ptr<event, void (*)(event*)> wake_;
-  std::vector<std::unique_ptr<Scrape>> scrapes_;  // scraper thread only
-  absl::Mutex mu_;
-  std::vector<SaturationTarget> pending_ ABSL_GUARDED_BY(mu_);
-  bool has_pending_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread thread_;
+  ProbeLoop loop_;
+  std::vector<std::unique_ptr<Scrape>> scrapes_;  // the loop's thread only
 };
 
 }  // namespace airbag::upstream
