@@ -553,6 +553,22 @@ TEST_F(AdmissionExchangeTest, AClientLeavingTheQueueLeavesNoPlaceBehind) {
   EXPECT_EQ(s.queued[0], 0u);
 }
 
+TEST_F(AdmissionExchangeTest, AReloadKeepsTheQueueAndItsWaiters) {
+  setWaiting(9);
+  auto c = client();
+  send(*c, "POST", "/crit", "{}");
+  policy::Admission* before = runtime("critical").admission();
+  uint32_t lane = runtime("critical").admissionLane();
+  load(kAdmissionConfig);  // a reload: same upstream, same route names
+  EXPECT_EQ(runtime("critical").admission(), before);
+  EXPECT_EQ(runtime("critical").admissionLane(), lane);
+  EXPECT_EQ(before->stats(lane).queued[0], 1u) << "the waiting request is still in the queue";
+  setWaiting(0);
+  dispatcher_.advance(absl::Milliseconds(50));
+  EXPECT_EQ(deliverInbox(), 1);
+  EXPECT_EQ(model_.callCount(), 1);
+}
+
 // A streamed answer's slowness is its time to first byte: a long generation
 // with a quick first token is no slow call; a slow first token is.
 TEST_F(AdmissionExchangeTest, AStreamsSlowCallSampleIsItsTimeToFirstByte) {
