@@ -7,8 +7,8 @@ RouteRuntime::RouteRuntime(const RouteConfig& route, const RouteRuntime* previou
     : name_(route.name),
       budget_config_(route.retry.budget),
       bulkhead_config_(route.bulkhead),
-      admission_config_(route.admission),
-      breaker_config_(route.circuit_breaker) {
+      breaker_config_(route.circuit_breaker),
+      admission_config_(route.admission) {
   if (previous) {
     // The budget's allowance depends on its config; a changed one starts afresh.
     if (previous->budget_config_.ratio == budget_config_.ratio &&

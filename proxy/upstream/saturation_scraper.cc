@@ -14,7 +14,7 @@ constexpr size_t kMaxBody = 8 << 20;
 
 // The target as scraped: on `saturation.port` when it names one.
 SaturationTarget onMetricsPort(SaturationTarget t) {
-  uint16_t port = t.config.saturation->port;
+  const uint16_t port = t.config.saturation ? t.config.saturation->port : uint16_t{0};
   if (port == 0 || port == t.config.port) return t;
   t.config.port = port;
   bool v6 = t.config.host.find(':') != std::string::npos;
