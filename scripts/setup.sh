@@ -31,6 +31,7 @@ PACKAGES=(
   unzip       # the chart tests take helm out of an npm package's zip
   nginx openssl  # the https upstream tests: a TLS peer and throwaway certificates
   clang libclang-rt-14-dev  # the fuzz targets (libFuzzer) and the ThreadSanitizer build
+  python3     # the admission benchmark's load generator, and its short version in the tests
 )
 
 LOG="$(mktemp -t airbag-setup.XXXXXX)"

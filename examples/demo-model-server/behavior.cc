@@ -101,6 +101,10 @@ absl::Status mergeKey(const std::string& key, const json& v, Behavior& b) {
     s = readInt(v, key, 0, kMaxCount, 0, b.drop_next);
   } else if (key == "healthy") {
     s = readBool(v, key, b.healthy);
+  } else if (key == "capacity") {
+    s = readInt(v, key, 0, kMaxCount, 0, b.capacity);
+  } else if (key == "service_ms") {
+    s = readInt(v, key, 0, kMaxMs, 100, b.service_ms);
   } else {
     s = absl::InvalidArgumentError(absl::StrCat("behavior: unknown key \"", key, "\""));
   }
@@ -146,6 +150,8 @@ json behaviorToJson(const Behavior& b) {
   j["fail_next"] = b.fail_next;
   j["drop_next"] = b.drop_next;
   j["healthy"] = b.healthy;
+  j["capacity"] = b.capacity;
+  j["service_ms"] = b.service_ms;
   return j;
 }
 
@@ -167,6 +173,8 @@ json statsToJson(const Stats& s) {
   j["connections_accepted"] = s.connections_accepted;
   j["connections_open"] = s.connections_open;
   j["max_concurrent"] = s.max_concurrent;
+  j["waiting"] = s.waiting;
+  j["running"] = s.running;
   return j;
 }
 

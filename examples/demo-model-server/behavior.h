@@ -32,6 +32,10 @@ struct Behavior {
   int64_t fail_next = 0;    // the next N model requests answer error_status
   int64_t drop_next = 0;    // the next N model requests are dropped
   bool healthy = true;      // false: health endpoints answer 503
+  // Saturation mode: at most `capacity` requests are served at once, each for
+  // service_ms; the rest wait in a FIFO queue (0 = off: every request at once).
+  int64_t capacity = 0;
+  int64_t service_ms = 100;
 };
 
 // Merges the keys of `patch` (a JSON object) into `behavior`. Unknown keys, wrong types and
@@ -56,6 +60,8 @@ struct Stats {
   int64_t connections_accepted = 0;
   int64_t connections_open = 0;
   int64_t max_concurrent = 0;
+  int64_t waiting = 0;  // saturation mode: queued for a slot (a gauge, kept by reset)
+  int64_t running = 0;  // saturation mode: holding a slot (a gauge, kept by reset)
 };
 
 nlohmann::json statsToJson(const Stats& stats);

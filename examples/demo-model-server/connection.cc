@@ -338,7 +338,7 @@ Connection::Endpoint Connection::classify(std::string& model) const {
 }
 
 void Connection::dispatch() {
-  if (absl::StartsWith(req_.path, "/control/")) {
+  if (absl::StartsWith(req_.path, "/control/") || req_.path == "/metrics") {
     handleControl();
     afterAnswer();
     return;
@@ -384,6 +384,14 @@ void Connection::dispatch() {
   const int64_t delay =
       behavior_.latency_ms +
       static_cast<int64_t>(draws.jitter * static_cast<double>(behavior_.latency_jitter_ms + 1));
+  if (behavior_.capacity > 0) {
+    // Saturation mode: wait for a slot of the model, then for service_ms.
+    delay_ms_ = delay;
+    state_ = State::kQueued;
+    in_model_ = true;
+    server_.enqueue(this);
+    return;
+  }
   if (delay > 0) {
     state_ = State::kWaiting;
     armTimer(delay);
@@ -392,10 +400,17 @@ void Connection::dispatch() {
   answer();
 }
 
+void Connection::startService() {
+  state_ = State::kWaiting;
+  armTimer(delay_ms_ + behavior_.service_ms);
+}
+
 void Connection::handleControl() {
   const std::string& p = req_.path;
   const std::string& m = req_.method;
-  if (p == "/control/stats" && m == "GET") {
+  if (p == "/metrics" && (m == "GET" || m == "HEAD")) {
+    respond(200, "text/plain; version=0.0.4", server_.metricsText());
+  } else if (p == "/control/stats" && m == "GET") {
     respond(200, "application/json", dumpJson(statsToJson(server_.stats())));
   } else if (p == "/control/reset" && m == "POST") {
     server_.reset();
@@ -458,6 +473,10 @@ void Connection::answerPlain() {
 
 void Connection::answer() {
   state_ = State::kReading;
+  if (in_model_) {
+    in_model_ = false;
+    server_.leave(this);  // the slot goes to the next in the queue
+  }
   if (drop_) {
     ++server_.stats().dropped;
     endRequest();
@@ -635,6 +654,10 @@ void Connection::endRequest() {
   if (!active_) return;
   active_ = false;
   --server_.stats().in_flight;
+  if (in_model_) {
+    in_model_ = false;
+    server_.leave(this);
+  }
   evtimer_del(timer_.get());
 }
 

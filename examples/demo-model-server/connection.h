@@ -28,9 +28,14 @@ class Connection {
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
+  // Saturation mode: the model's queue reached this request; it is served
+  // for service_ms (then answered, or its stream starts).
+  void startService();
+
  private:
   enum class State {
     kReading,    // parsing the next request
+    kQueued,     // saturation mode: waiting in the model's queue
     kWaiting,    // holding a request for its injected latency
     kStreaming,  // sending a stream, one event per flushed write
     kStalled,    // stream stopped on purpose; waits for the client to leave
@@ -126,6 +131,8 @@ class Connection {
   std::string model_;
   bool drop_ = false;
   bool fail_ = false;
+  bool in_model_ = false;  // saturation mode: queued or served by the Server
+  int64_t delay_ms_ = 0;   // latency still to wait once served
 
   // The stream being sent.
   StreamKind stream_kind_ = StreamKind::kChat;

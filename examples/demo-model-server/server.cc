@@ -105,6 +105,53 @@ void Server::onAccept(evutil_socket_t fd) {
 
 void Server::release(Connection* connection) { connections_.erase(connection); }
 
+void Server::enqueue(Connection* c) {
+  waiting_.push_back(c);
+  admitWaiting();
+}
+
+void Server::leave(Connection* c) {
+  if (running_.erase(c) == 0) {
+    for (auto it = waiting_.begin(); it != waiting_.end(); ++it)
+      if (*it == c) {
+        waiting_.erase(it);
+        break;
+      }
+  }
+  admitWaiting();
+}
+
+void Server::admitWaiting() {
+  const int64_t capacity = behavior_.capacity;
+  while (!waiting_.empty() && (capacity == 0 || static_cast<int64_t>(running_.size()) < capacity)) {
+    Connection* c = waiting_.front();
+    waiting_.pop_front();
+    running_.insert(c);
+    c->startService();
+  }
+  stats_.waiting = static_cast<int64_t>(waiting_.size());
+  stats_.running = static_cast<int64_t>(running_.size());
+}
+
+std::string Server::metricsText() const {
+  const std::string& m = options_.name;
+  const double capacity = static_cast<double>(behavior_.capacity);
+  const double usage = capacity > 0 ? static_cast<double>(running_.size()) / capacity : 0.0;
+  return absl::StrCat(
+      "# HELP vllm:num_requests_running Number of requests in model execution batches.\n"
+      "# TYPE vllm:num_requests_running gauge\n"
+      "vllm:num_requests_running{model_name=\"",
+      m, "\"} ", running_.size(), "\n",
+      "# HELP vllm:num_requests_waiting Number of requests waiting to be processed.\n"
+      "# TYPE vllm:num_requests_waiting gauge\n"
+      "vllm:num_requests_waiting{model_name=\"",
+      m, "\"} ", waiting_.size(), "\n",
+      "# HELP vllm:kv_cache_usage_perc KV-cache usage. 1 means 100 percent usage.\n"
+      "# TYPE vllm:kv_cache_usage_perc gauge\n"
+      "vllm:kv_cache_usage_perc{model_name=\"",
+      m, "\"} ", usage, "\n");
+}
+
 Draws Server::draw() {
   auto unit = [this] { return static_cast<double>(rng_() >> 11) * 0x1.0p-53; };
   Draws d;
@@ -119,9 +166,12 @@ void Server::reset() {
   fresh.in_flight = stats_.in_flight;
   fresh.max_concurrent = stats_.in_flight;
   fresh.connections_open = stats_.connections_open;
+  fresh.waiting = stats_.waiting;
+  fresh.running = stats_.running;
   stats_ = std::move(fresh);
   behavior_ = Behavior{};
   rng_.seed(options_.seed);
+  admitWaiting();  // capacity is off again: whoever waits is served
 }
 
 }  // namespace demo

@@ -6,11 +6,13 @@
 #include <event2/listener.h>
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <random>
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "behavior.h"
 
@@ -55,6 +57,15 @@ class Server {
   // Destroys `connection`; the caller must not touch it afterwards.
   void release(Connection* connection);
 
+  // Saturation mode (behaviour `capacity` > 0): the model's one queue.
+  // `c` waits its turn; Connection::startService() runs when a slot is free
+  // (perhaps at once).
+  void enqueue(Connection* c);
+  // `c` leaves the queue, or gives its slot back (which starts the next).
+  void leave(Connection* c);
+  // vLLM's gauges for the queue: GET /metrics.
+  std::string metricsText() const;
+
  private:
   struct ListenerDeleter {
     void operator()(evconnlistener* l) const { evconnlistener_free(l); }
@@ -64,6 +75,8 @@ class Server {
   static void acceptCb(evconnlistener* listener, evutil_socket_t fd, sockaddr* addr, int len,
                        void* arg);
   void onAccept(evutil_socket_t fd);
+  // Starts waiting requests while the capacity allows.
+  void admitWaiting();
 
   event_base* base_;
   Options options_;
@@ -73,6 +86,8 @@ class Server {
   Behavior behavior_;
   std::mt19937_64 rng_;
   absl::flat_hash_map<Connection*, std::unique_ptr<Connection>> connections_;
+  std::deque<Connection*> waiting_;
+  absl::flat_hash_set<Connection*> running_;
 };
 
 }  // namespace demo

@@ -99,6 +99,22 @@ struct PassiveHealthConfig {
   absl::Duration max_down_for = absl::Seconds(30);  // ...up to this
 };
 
+// One threshold of `saturation.when_any`: the model is saturated while a
+// sample of `metric` (any of its series) is above `gt`.
+struct SaturationThreshold {
+  std::string metric;
+  double gt = 0;
+  SourceLoc loc;
+};
+
+// Reading the model server's own Prometheus gauges (once per process).
+struct SaturationConfig {
+  std::string metrics_path = "/metrics";  // from the server's root
+  uint16_t port = 0;  // 0: the upstream's own (Triton serves metrics on another, 8002)
+  absl::Duration interval = absl::Seconds(1);  // also the scrape's timeout
+  std::vector<SaturationThreshold> when_any;   // at least one
+};
+
 struct UpstreamConfig {
   std::string name;
   std::string url;          // as written
@@ -112,6 +128,7 @@ struct UpstreamConfig {
   std::optional<UpstreamTlsConfig> tls;
   std::optional<HealthCheckConfig> health;
   std::optional<PassiveHealthConfig> passive;
+  std::optional<SaturationConfig> saturation;
   SourceLoc loc;
 };
 
@@ -173,6 +190,21 @@ struct BulkheadConfig {
   uint32_t max_in_flight = 1024;
   uint32_t max_queue = 0;
   absl::Duration queue_timeout = absl::Milliseconds(100);
+};
+
+// The gradient limiter's bounds (`admission.adaptive`).
+struct AdaptiveLimitConfig {
+  uint32_t min = 4;
+  uint32_t max = 256;  // at most the bulkhead's max_in_flight
+};
+
+// Saturation-aware admission of a route (`admission`): while its upstream is
+// saturated (or the route is at its adaptive limit) requests wait in a queue
+// ordered by priority, and go down the ladder when not admitted in time.
+struct AdmissionConfig {
+  std::optional<AdaptiveLimitConfig> adaptive;
+  uint32_t queue_max = 256;
+  absl::Duration queue_timeout = absl::Seconds(2);
 };
 
 struct CircuitBreakerConfig {
@@ -283,6 +315,7 @@ struct RouteConfig {
   TimeoutConfig timeout;
   RetryConfig retry;
   BulkheadConfig bulkhead;
+  std::optional<AdmissionConfig> admission;
   std::optional<CircuitBreakerConfig> circuit_breaker;
   std::optional<RouteCacheConfig> cache;
   std::optional<ValidateConfig> validate;

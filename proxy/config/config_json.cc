@@ -126,6 +126,14 @@ Json routeJson(const RouteConfig& r) {
   out["bulkhead"] = {{"max_in_flight", r.bulkhead.max_in_flight},
                      {"max_queue", r.bulkhead.max_queue},
                      {"queue_timeout", duration(r.bulkhead.queue_timeout)}};
+  if (r.admission) {
+    Json a = {
+        {"queue",
+         {{"max", r.admission->queue_max}, {"timeout", duration(r.admission->queue_timeout)}}}};
+    if (r.admission->adaptive)
+      a["adaptive"] = {{"min", r.admission->adaptive->min}, {"max", r.admission->adaptive->max}};
+    out["admission"] = std::move(a);
+  }
   if (r.circuit_breaker) {
     const CircuitBreakerConfig& b = *r.circuit_breaker;
     out["circuit_breaker"] = {{"window", duration(b.window)},
@@ -319,6 +327,15 @@ std::string toJson(const Config& config) {
       up["passive"] = {{"consecutive_connect_failures", u.passive->consecutive_connect_failures},
                        {"down_for", duration(u.passive->down_for)},
                        {"max_down_for", duration(u.passive->max_down_for)}};
+    }
+    if (u.saturation) {
+      Json when = Json::array();
+      for (const SaturationThreshold& t : u.saturation->when_any)
+        when.push_back({{"metric", t.metric}, {"gt", t.gt}});
+      up["saturation"] = {{"metrics_path", u.saturation->metrics_path},
+                          {"interval", duration(u.saturation->interval)},
+                          {"when_any", std::move(when)}};
+      if (u.saturation->port != 0) up["saturation"]["port"] = u.saturation->port;
     }
     upstreams[u.name] = std::move(up);
   }

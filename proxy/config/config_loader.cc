@@ -342,7 +342,9 @@ void Loader::readUpstreams(const Entry& e) {
 
 void Loader::readUpstream(const Entry& e, UpstreamConfig& u) {
   const std::string what = strCat("upstream '", u.name, "'");
-  MapReader m(diag_, e.value, what, {"url", "connect_timeout", "max_connections", "tls", "health", "passive"});
+  MapReader m(
+      diag_, e.value, what,
+      {"url", "connect_timeout", "max_connections", "tls", "health", "passive", "saturation"});
   if (!m.valid()) return;
   if (e.value.IsNull()) {
     diag_.error(e.key_mark, strCat(what, " needs a 'url'"));
@@ -414,6 +416,7 @@ void Loader::readUpstream(const Entry& e, UpstreamConfig& u) {
     }
     if (pm.valid()) u.passive = passive;
   }
+  if (const Entry* s = m.find("saturation")) readSaturation(*s, what, u);
 }
 
 void Loader::parseUrl(const Entry& e, UpstreamConfig& u) {

@@ -1,5 +1,6 @@
 // A cached health or readiness endpoint reports a model that has gone down as up (from the cache,
-// or stale for stale_if_error), so the probe sees a healthy answer the model never gave now.
+// or stale for stale_if_error), so the probe sees a healthy answer the model never gave now. And
+// `admission` with neither a saturation reading nor an adaptive limit never holds anything back.
 #include "proxy/config/config_warnings.h"
 
 #include <algorithm>
@@ -56,6 +57,21 @@ std::vector<std::string> configWarnings(const Config& config) {
         "\" has a cache and takes health or readiness paths (such as /health or "
         "/v2/health/ready); a cached or stale answer reports a failed model as healthy. Give "
         "health endpoints a route of their own, without a cache, before this one"));
+  }
+  // The adaptive limit is the upstream's, set by any of its routes with admission.
+  for (const RouteConfig& r : config.routes) {
+    if (!r.admission || r.admission->adaptive) continue;
+    const UpstreamConfig* u = config.findUpstream(r.upstream);
+    if (!u || u->saturation) continue;
+    bool adaptive =
+        std::any_of(config.routes.begin(), config.routes.end(), [&](const RouteConfig& o) {
+          return o.upstream == r.upstream && o.admission && o.admission->adaptive;
+        });
+    if (adaptive) continue;
+    out.push_back(absl::StrCat(config.source_path, ": warning: route \"", r.name,
+                               "\" has admission, but its upstream \"", r.upstream,
+                               "\" has no saturation and no route of it sets admission.adaptive: "
+                               "admission will never hold a request back"));
   }
   return out;
 }

@@ -67,6 +67,9 @@ class Loader {
   void readUpstreams(const Entry& e);
   void readUpstream(const Entry& e, UpstreamConfig& u);
   void parseUrl(const Entry& e, UpstreamConfig& u);
+  // admission_loader.cc
+  void readSaturation(const Entry& e, const std::string& what, UpstreamConfig& u);
+  void readAdmission(const Entry& e, RouteConfig& r);
   void readRoutes(const Entry& e);
   void readRoute(const YAML::Node& node, RouteConfig& r);
   void readMatch(const Entry& e, MatchConfig& m);

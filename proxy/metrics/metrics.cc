@@ -328,6 +328,21 @@ Registry::Registry(absl::Time start_time) : start_time_(start_time) {
       "TLS handshakes on client connections, by result: ok (full), resumed (a session ticket or "
       "id), failed, timeout (listen.limits.header_timeout), closed (the client left first).",
       {"result"});
+  f.upstream_saturated =
+      defineGauge("airbag_upstream_saturated",
+                  "1 while the model's own metrics say it is saturated; 0 when ok or unknown.",
+                  {"upstream"}, GaugeMerge::kMax);
+  f.admission_limit =
+      defineGauge("airbag_admission_limit", "The route's admission limit on requests in flight.",
+                  {"route"}, GaugeMerge::kMax);
+  f.admission_queued =
+      defineGauge("airbag_admission_queued", "Requests waiting in the route's admission queue.",
+                  {"route", "priority"}, GaugeMerge::kMax);
+  f.admission_total = defineCounter(
+      "airbag_admission_total",
+      "Admission decisions, by outcome: admitted, queued (admitted after waiting), saturated and "
+      "adaptive-limit (sent down the ladder), displaced.",
+      {"route", "outcome"});
 }
 
 Registry::~Registry() = default;

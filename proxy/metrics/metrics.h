@@ -73,6 +73,10 @@ struct Families {
   FamilyId upstream_healthy;              // {upstream} gauge, 1 usable 0 down
   FamilyId health_probes_total;           // {upstream,result}
   FamilyId tls_handshakes_total;          // {result}
+  FamilyId upstream_saturated;            // {upstream} gauge, 1 saturated 0 ok or unknown
+  FamilyId admission_limit;               // {route} gauge
+  FamilyId admission_queued;              // {route,priority} gauge
+  FamilyId admission_total;               // {route,outcome}
 };
 
 class Registry;

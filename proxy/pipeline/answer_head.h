@@ -1,7 +1,7 @@
 // The one writer of an answer's status line and headers, whoever produced the
 // answer: the upstream (relayed), the cache, a rule, the default, or airbag's
 // own error reply. The headers of DESIGN.md §4 (x-airbag-source,
-// x-airbag-attempts, x-airbag-cache, x-request-id) and the connection's
+// x-airbag-attempts, x-airbag-cache, x-airbag-admission, x-request-id) and the connection's
 // framing are written here and nowhere else.
 #pragma once
 
@@ -20,6 +20,7 @@ struct AnswerMeta {
   int attempts = 0;             // x-airbag-attempts
   std::string_view request_id;  // x-request-id; empty: not sent
   std::string_view cache;       // x-airbag-cache; empty (a route without a cache): not sent
+  std::string_view admission;   // x-airbag-admission; empty (admission played no part): not sent
   std::optional<int> retry_after_seconds;
   bool close = false;              // "connection: close"
   bool http10_keep_alive = false;  // "connection: keep-alive" for an HTTP/1.0 client

@@ -195,7 +195,7 @@ void Exchange::injectFault(absl::Time now) {
 
 void Exchange::checkBreaker(absl::Time now) {
   enter(Stage::kCircuitBreaker);
-  if (acquirePermit(now)) acquireBulkhead(now);
+  if (acquirePermit(now)) admit(now);
 }
 
 bool Exchange::acquirePermit(absl::Time now) {
@@ -252,6 +252,8 @@ void Exchange::onWake() {
     timer_->disarm();
     r_.holds.bulkhead = BulkheadSlot(&r_.runtime->bulkhead());
     beginAttempts(now);
+  } else if (stage_ == Stage::kAdmission) {
+    onAdmissionWake(now);
   } else if (stage_ == Stage::kCoalesced && r_.following) {
     r_.following = false;
     timer_->disarm();
@@ -274,6 +276,7 @@ void Exchange::leaveWaits() {
     r_.following = false;
     if (!r_.snapshot->cache->leaveFill(cache_key_, this)) generation_ = ctx_.newGeneration();
   }
+  leaveAdmissionQueue();
 }
 
 void Exchange::onTimer() {
@@ -309,6 +312,9 @@ void Exchange::onTimer() {
       }
       return;
     }
+    case Stage::kAdmission:  // a recheck, or the queue timeout
+      onAdmissionTimer(now);
+      return;
     case Stage::kBackoff:
       startAttempt(now);
       return;
@@ -419,6 +425,7 @@ AnswerMeta Exchange::answerMeta() {
   m.attempts = r_.attempts;
   m.request_id = request_id_;
   m.cache = r_.cache_status;
+  m.admission = r_.admission;
   m.close = r_.close;
   m.http10_keep_alive = r_.view.version_minor == 0;
   return m;
@@ -465,7 +472,9 @@ void Exchange::endStream(absl::Time now) {
   AttemptOutcome outcome = try_.outcome();
   recordAttempt(outcome);
   bool ok = try_.complete();
-  r_.holds.permit.report(now, ok && outcome == AttemptOutcome::kOk, now - try_.startedAt());
+  // The time to first byte: a long generation is not a slow call.
+  r_.holds.permit.report(now, ok && outcome == AttemptOutcome::kOk, try_.latency(now));
+  if (ok && outcome == AttemptOutcome::kOk) sampleLatency(now);
   r_.bytes_sent = try_.bytesRelayed();
   if (!ok) {
     // A failure mid-stream is made visible: an error event, then a cut.
@@ -483,7 +492,8 @@ void Exchange::endStream(absl::Time now) {
 
 bool Exchange::retryAfterTry(AttemptOutcome outcome, absl::Time now) {
   recordAttempt(outcome);
-  r_.holds.permit.report(now, outcome == AttemptOutcome::kOk, now - try_.startedAt());
+  r_.holds.permit.report(now, outcome == AttemptOutcome::kOk, try_.latency(now));
+  if (outcome == AttemptOutcome::kOk) sampleLatency(now);
   if (outcome == AttemptOutcome::kInvalid && ctx_.metrics)
     ctx_.metrics->incCounter(ctx_.metrics->families().validation_failures_total,
                              {r_.route->name});

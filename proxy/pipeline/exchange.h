@@ -15,6 +15,7 @@
 #include "absl/time/time.h"
 #include "airbag/dispatcher.h"
 #include "airbag/outcome.h"
+#include "policy/admission_control.h"
 #include "policy/backoff.h"
 #include "policy/bulkhead.h"
 #include "policy/cache_store.h"
@@ -40,6 +41,7 @@ struct RequestView {
 class Exchange final : private UpstreamTry::Owner,
                        private TimerCallback,
                        private policy::BulkheadWaiter,
+                       private policy::AdmissionWaiter,
                        private policy::CacheStore::FillWaiter {
  public:
   // In DESIGN.md §1 order; a request only moves forward, except between a
@@ -52,6 +54,7 @@ class Exchange final : private UpstreamTry::Owner,
     kCacheLookup,
     kCoalesced,  // waiting for another request's fetch of the same cache key
     kCircuitBreaker,
+    kAdmission,  // waiting in the route's admission queue (saturated or at its limit)
     kBulkhead,   // waiting for a bulkhead slot (queued)
     kAttempt,    // a try to the route's upstream is in flight
     kBackoff,    // waiting to retry
@@ -72,7 +75,8 @@ class Exchange final : private UpstreamTry::Owner,
   // The client's queued output fell below the low mark: resume relaying.
   void onDownstreamWritable();
   // A wake-up from the inbox for this exchange's generation: a bulkhead slot
-  // was granted, or the cache fill this request waits on is over.
+  // was granted, an admission decided, or the cache fill this request waits
+  // on is over.
   void onWake();
 
   bool busy() const { return stage_ != Stage::kIdle && stage_ != Stage::kDone; }
@@ -86,6 +90,7 @@ class Exchange final : private UpstreamTry::Owner,
   enum class Failure {
     kShed,
     kBulkheadFull,
+    kAdmission,  // not admitted in time: the model is saturated or the route at its limit
     kCircuitOpen,
     kFaultAbort,
     kTimeout,
@@ -97,6 +102,7 @@ class Exchange final : private UpstreamTry::Owner,
   // What this request holds on shared state; dropping it gives all back.
   struct Holds {
     ShedSlot shed;
+    AdmissionSlot admission;
     BulkheadSlot bulkhead;
     BreakerPermit permit;  // for the try in flight (or about to be)
     FillLeadership fill;   // this request fetches for coalesced followers
@@ -120,6 +126,11 @@ class Exchange final : private UpstreamTry::Owner,
     absl::Time deadline;
     Holds holds;
     bool queued = false;     // in the route's bulkhead queue
+    bool admission_queued = false;  // in the route's admission queue
+    absl::Time admission_until;     // ... until then
+    policy::AdmissionReason admission_reason = policy::AdmissionReason::kSaturated;
+    std::string_view
+        admission;           // x-airbag-admission: "" (no part), queued, saturated, adaptive-limit
     bool following = false;  // waiting on another request's cache fill
     std::optional<policy::Backoff> backoff;
     int circuit_retry_after_s = 1;
@@ -143,6 +154,7 @@ class Exchange final : private UpstreamTry::Owner,
   void injectFault(absl::Time now);
   void lookupCache(absl::Time now);  // exchange_cache.cc
   void checkBreaker(absl::Time now);
+  void admit(absl::Time now);  // exchange_admission.cc
   void acquireBulkhead(absl::Time now);
   void beginAttempts(absl::Time now);
   void startAttempt(absl::Time now);
@@ -165,8 +177,23 @@ class Exchange final : private UpstreamTry::Owner,
   void onGranted() override;
   void onFilled(std::shared_ptr<const policy::CacheEntry> entry) override;
   void onTimer() override;
-  // Leaves a bulkhead queue or a fill this request waits in, if any.
+  // Leaves a bulkhead queue, an admission queue or a fill this request waits
+  // in, if any.
   void leaveWaits();
+
+  // Admission (exchange_admission.cc).
+  void onAdmissionDecided() override;
+  void onAdmissionWake(absl::Time now);
+  void onAdmissionTimer(absl::Time now);
+  void leaveAdmissionQueue();
+  void afterAdmissionQueue(policy::AdmissionFate fate, absl::Time now);
+  void refuseAdmission(policy::AdmissionReason reason, absl::Time now);
+  bool primarySaturated() const;
+  void takeAdmissionSlot(RouteRuntime::AdmissionOutcome outcome, std::string_view label);
+  void countAdmission(RouteRuntime::AdmissionOutcome outcome, std::string_view label);
+  // A try to the route's own upstream ended with an answer: its latency
+  // feeds the adaptive limit.
+  void sampleLatency(absl::Time now);
 
   // Cache (exchange_cache.cc).
   void buildCacheKey();

@@ -32,6 +32,8 @@ void Exchange::runFallback(Failure failure, absl::Time now) {
   r_.holds.fill.reset();
   // A permit taken for a call never made (the bulkhead was full) gives no verdict.
   r_.holds.permit.reset();
+  // The admission slot is for calls to the route's own upstream.
+  r_.holds.admission.reset();
   const RouteConfig& route = *r_.route;
   if (route.cache && !r_.stale_tried && !cache_key_.empty() && r_.cache_status != "bypass") {
     r_.stale_tried = true;
@@ -112,6 +114,13 @@ void Exchange::finalFailure(Failure failure) {
       return;
     case Failure::kBulkheadFull:
       replyLocal(429, "bulkhead_full", "too many requests in flight for this route", 1);
+      return;
+    case Failure::kAdmission:
+      if (r_.admission_reason == policy::AdmissionReason::kSaturated)
+        replyLocal(503, "saturated", "the model is saturated; the request was not admitted in time",
+                   1);
+      else
+        replyLocal(429, "adaptive_limit", "this route is at its adaptive concurrency limit", 1);
       return;
     case Failure::kCircuitOpen:
       replyLocal(503, "circuit_open", "the circuit breaker of this route is open",

@@ -1,5 +1,5 @@
-// What a request holds on shared policy state, as values: a shedder slot, a
-// bulkhead slot, a breaker permit, the leadership of a cache fill. Each is
+// What a request holds on shared policy state, as values: a shedder slot, an
+// admission slot, a bulkhead slot, a breaker permit, the leadership of a cache fill. Each is
 // taken by the stage that needs it and given back when its owner lets go of
 // it (reset(), a new value assigned, or destruction), so a request that ends
 // by any path, or is cancelled, releases exactly what it took. Each is a
@@ -12,10 +12,12 @@
 
 #include "absl/time/time.h"
 #include "airbag/config.h"
+#include "policy/admission_control.h"
 #include "policy/bulkhead.h"
 #include "policy/cache_store.h"
 #include "policy/circuit_breaker.h"
 #include "policy/shedder.h"
+#include "proxy/upstream/upstream_saturation.h"
 
 namespace airbag::pipeline {
 
@@ -23,6 +25,13 @@ namespace hold_internal {
 struct ShedRelease {
   Priority priority = Priority::kNormal;
   void operator()(policy::Shedder* s) const { s->release(priority); }
+};
+struct AdmissionRelease {
+  uint32_t lane = 0;
+  const upstream::UpstreamSaturation* saturation = nullptr;  // of the route's upstream
+  void operator()(policy::Admission* a) const {
+    a->release(lane, saturation && saturation->saturated());
+  }
 };
 struct BulkheadRelease {
   void operator()(policy::Bulkhead* b) const { b->release(); }
@@ -40,6 +49,9 @@ struct FillEnd {
 // Admission by the global shedder.
 using ShedSlot = std::unique_ptr<policy::Shedder, hold_internal::ShedRelease>;
 inline ShedSlot makeShedSlot(policy::Shedder* s, Priority p) { return ShedSlot(s, {p}); }
+
+// A place in a route's admission lane (among the requests it lets through at once).
+using AdmissionSlot = std::unique_ptr<policy::Admission, hold_internal::AdmissionRelease>;
 
 // A slot of a route's bulkhead.
 using BulkheadSlot = std::unique_ptr<policy::Bulkhead, hold_internal::BulkheadRelease>;

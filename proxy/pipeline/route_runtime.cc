@@ -7,7 +7,8 @@ RouteRuntime::RouteRuntime(const RouteConfig& route, const RouteRuntime* previou
     : name_(route.name),
       budget_config_(route.retry.budget),
       bulkhead_config_(route.bulkhead),
-      breaker_config_(route.circuit_breaker) {
+      breaker_config_(route.circuit_breaker),
+      admission_config_(route.admission) {
   if (previous) {
     // The budget's allowance depends on its config; a changed one starts afresh.
     if (previous->budget_config_.ratio == budget_config_.ratio &&
@@ -45,11 +46,19 @@ void RouteRuntime::commit() const {
   // snapshot was built; fresh ones already have them, and reconfiguring
   // them again changes nothing.
   bulkhead_->reconfigure(bulkhead_config_);
+  if (admission_) admission_->configure(lane_, *admission_config_, bulkhead_config_.max_in_flight);
   if (breaker_config_) {
     breaker_->reconfigure(*breaker_config_);
     for (const auto& b : fallback_breakers_)
       if (b) b->reconfigure(*breaker_config_);
   }
+}
+
+void RouteRuntime::joinAdmission(std::shared_ptr<policy::Admission> admission) {
+  // A lane made now has these settings already; a carried-over one gets
+  // them in commit().
+  lane_ = admission->lane(name_, *admission_config_, bulkhead_config_.max_in_flight);
+  admission_ = std::move(admission);
 }
 
 std::optional<FaultConfig> RouteRuntime::faultOverride() const {

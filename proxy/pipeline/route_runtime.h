@@ -17,6 +17,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "airbag/config.h"
+#include "policy/admission_control.h"
 #include "policy/bulkhead.h"
 #include "policy/circuit_breaker.h"
 #include "policy/retry_budget.h"
@@ -35,6 +36,23 @@ class RouteRuntime {
   void commit() const;
   policy::RetryBudget& budget() { return *budget_; }
   policy::Bulkhead& bulkhead() { return *bulkhead_; }
+  // Null when the route has no `admission`. The Admission is its upstream's
+  // (shared by the routes of that upstream); the route's lane in it is
+  // admissionLane().
+  policy::Admission* admission() { return admission_.get(); }
+  uint32_t admissionLane() const { return lane_; }
+  // Joins `admission` (the route's upstream's) with a lane of its own; called
+  // while the snapshot is built, for routes with `admission`.
+  void joinAdmission(std::shared_ptr<policy::Admission> admission);
+
+  // Admission outcomes of this route, for GET /routes (process-wide).
+  enum class AdmissionOutcome { kAdmitted, kQueued, kSaturated, kAdaptiveLimit, kDisplaced };
+  void countAdmission(AdmissionOutcome o) {
+    admissions_[static_cast<int>(o)].fetch_add(1, std::memory_order_relaxed);
+  }
+  uint64_t admissions(AdmissionOutcome o) const {
+    return admissions_[static_cast<int>(o)].load(std::memory_order_relaxed);
+  }
   // Null when the route has no circuit_breaker.
   policy::CircuitBreaker* breaker() { return breaker_.get(); }
   // The breaker of fallback step `step` (an upstream step), with the route's
@@ -63,6 +81,10 @@ class RouteRuntime {
   std::optional<CircuitBreakerConfig> breaker_config_;
   std::shared_ptr<policy::RetryBudget> budget_;
   std::shared_ptr<policy::Bulkhead> bulkhead_;
+  std::optional<AdmissionConfig> admission_config_;
+  std::shared_ptr<policy::Admission> admission_;
+  uint32_t lane_ = 0;
+  std::array<std::atomic<uint64_t>, 5> admissions_{};
   std::shared_ptr<policy::CircuitBreaker> breaker_;
   std::vector<std::string> fallback_names_;  // upstream of each fallback step ("" if none)
   std::vector<std::shared_ptr<policy::CircuitBreaker>> fallback_breakers_;

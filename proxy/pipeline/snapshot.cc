@@ -75,7 +75,7 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> Snapshot::build(
   for (const UpstreamConfig& u : config->upstreams) {
     // libcurl is opened here, on the loading thread, the first time a
     // configuration needs it; a worker never waits for it.
-    if (u.https || u.health) {
+    if (u.https || u.health || u.saturation) {
       if (absl::Status loaded = upstream::loadCurl(); !loaded.ok())
         return absl::FailedPreconditionError(
             absl::StrCat("upstream ", u.name, ": ", loaded.message()));
@@ -97,8 +97,14 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> Snapshot::build(
     freeaddrinfo(res);
     if (previous)
       for (const ResolvedUpstream& old : previous->upstreams)
-        if (old.config->name == u.name) r.health = old.health;
+        if (old.config->name == u.name) {
+          r.health = old.health;
+          r.saturation = old.saturation;
+          r.admission = old.admission;
+        }
     if (!r.health) r.health = std::make_shared<upstream::UpstreamHealth>(u.name);
+    if (!r.saturation) r.saturation = std::make_shared<upstream::UpstreamSaturation>(u.name);
+    if (!r.admission) r.admission = std::make_shared<policy::Admission>();
     snap->upstreams.push_back(r);
   }
   for (const RouteConfig& rc : config->routes) {
@@ -111,6 +117,8 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> Snapshot::build(
     snap->route_upstream.push_back(idx);
     snap->runtimes.push_back(
         std::make_shared<RouteRuntime>(rc, previous ? previous->runtime(rc.name) : nullptr));
+    if (rc.admission)
+      snap->runtimes.back()->joinAdmission(snap->upstreams[static_cast<size_t>(idx)].admission);
   }
   for (const RouteConfig& rc : config->routes) {
     Fallbacks f;
@@ -151,8 +159,17 @@ void Snapshot::commit() const {
   cache->setMaxBytes(config->cache.max_bytes);
   if (shedder) shedder->reconfigure(*config->shedding);
   // An upstream no longer probed is no longer held down by old probes.
-  for (const ResolvedUpstream& u : upstreams)
+  for (size_t i = 0; i < upstreams.size(); ++i) {
+    const ResolvedUpstream& u = upstreams[i];
+    // Only the routes that now send their requests here shape its adaptive limit.
+    std::vector<std::string> admitted;
+    for (size_t r = 0; r < config->routes.size(); ++r)
+      if (config->routes[r].admission && route_upstream[r] == static_cast<int>(i))
+        admitted.push_back(config->routes[r].name);
+    u.admission->retainLanes(admitted);
     if (!u.config->health) u.health->resetProbes();
+    if (!u.config->saturation) u.saturation->reset();  // no stale "saturated" without a scraper
+  }
 }
 
 RouteRuntime* Snapshot::runtime(std::string_view name) const {

@@ -11,11 +11,13 @@
 
 #include "absl/status/statusor.h"
 #include "airbag/config.h"
-#include "proxy/http/headers.h"
+#include "policy/admission_control.h"
 #include "policy/cache_store.h"
+#include "proxy/http/headers.h"
 #include "proxy/json/rules.h"
 #include "proxy/pipeline/route_runtime.h"
 #include "proxy/upstream/upstream_health.h"
+#include "proxy/upstream/upstream_saturation.h"
 
 namespace re2 {
 class RE2;
@@ -30,6 +32,12 @@ struct ResolvedUpstream {
   // Health shared by every worker and the health checker; carried over on
   // reload for an upstream whose name is unchanged.
   std::shared_ptr<upstream::UpstreamHealth> health;
+  // The model's own load readings (`saturation`), shared likewise with the
+  // saturation scraper; unknown while the upstream is not scraped.
+  std::shared_ptr<upstream::UpstreamSaturation> saturation;
+  // Admission to this upstream for the routes with `admission` whose own
+  // upstream it is; carried over likewise.
+  std::shared_ptr<policy::Admission> admission;
 };
 
 class RouteTable {

@@ -133,7 +133,10 @@ void UpstreamTry::onUpstreamData(std::string_view data) {
     body_.append(data);
     return;
   }
-  if (!s_.committed) commit();
+  if (!s_.committed) {
+    s_.first_data = dispatcher_.now();
+    commit();
+  }
   writeStreamData(data);
   if (s_.keep_stream) {
     if (stream_copy_.size() + data.size() <= plan_.cache->max_entry_bytes)

@@ -86,6 +86,13 @@ class UpstreamTry final : public UpstreamResponseHandler, private TimerCallback 
   // complete answer (by status), else the failure.
   AttemptOutcome outcome() const;
   absl::Time startedAt() const { return s_.started; }
+  // How slow the try was, as the breaker's slow-call check and the admission
+  // limiter see it: for a streamed answer the time to its first body byte
+  // (a long generation is not a slow model), else the whole try until `now`.
+  absl::Duration latency(absl::Time now) const {
+    return (s_.streaming && s_.first_data != absl::InfinitePast() ? s_.first_data : now) -
+           s_.started;
+  }
 
   // The answer (valid once its head arrived).
   int status() const { return s_.status; }
@@ -126,6 +133,7 @@ class UpstreamTry final : public UpstreamResponseHandler, private TimerCallback 
   struct State {
     absl::Time started;
     absl::Time first_byte_by, end_by;
+    absl::Time first_data = absl::InfinitePast();  // a stream's first body byte
     int status = 0;
     bool got_head = false;
     bool streaming = false;

@@ -47,10 +47,33 @@ Json routeState(const pipeline::Snapshot& snap, std::string_view route, absl::Ti
     if (snap.config->routes[i].name == route && snap.route_upstream[i] >= 0) {
       const pipeline::ResolvedUpstream& u =
           snap.upstreams[static_cast<size_t>(snap.route_upstream[i])];
-      j["upstream"] = {{"name", u.config->name}, {"health", upstreamHealthJson(u, now)}};
+      j["upstream"] = {{"name", u.config->name},
+                       {"health", upstreamHealthJson(u, now)},
+                       {"saturation", upstreamSaturationJson(u, now)}};
     }
   policy::Bulkhead::Stats bh = rt->bulkhead().stats();
   j["bulkhead"] = {{"in_flight", bh.in_flight}, {"queued", bh.queued}, {"rejected", bh.rejected}};
+  if (policy::Admission* a = rt->admission()) {
+    policy::Admission::Stats as = a->stats(rt->admissionLane());
+    using O = pipeline::RouteRuntime::AdmissionOutcome;
+    Json adm = {
+        {"limit", as.adaptive ? Json(as.limit) : Json(nullptr)},
+        {"in_flight", as.in_flight},
+        {"upstream_in_flight", as.upstream_in_flight},
+        {"queued",
+         {{"critical", as.queued[0]}, {"normal", as.queued[1]}, {"optional", as.queued[2]}}},
+        {"admitted", rt->admissions(O::kAdmitted)},
+        {"admitted_after_queue", rt->admissions(O::kQueued)},
+        {"refused_saturated", rt->admissions(O::kSaturated)},
+        {"refused_adaptive_limit", rt->admissions(O::kAdaptiveLimit)},
+        {"displaced", rt->admissions(O::kDisplaced)}};
+    adm["adaptive"] = as.adaptive ? Json{{"min_rtt_seconds", seconds(as.min_rtt)},
+                                         {"sample_rtt_seconds", seconds(as.sample_rtt)}}
+                                  : Json(nullptr);
+    j["admission"] = std::move(adm);
+  } else {
+    j["admission"] = nullptr;
+  }
   policy::RetryBudget::Stats bs = rt->budget().stats(now);
   j["retry_budget"] = {{"requests_in_window", bs.requests},
                        {"retries_in_window", bs.retries},
@@ -137,6 +160,13 @@ void collectRouteMetrics(const pipeline::Snapshot& snap, metrics::WorkerMetrics&
     policy::Bulkhead::Stats bh = rt->bulkhead().stats();
     out.setGauge(f.bulkhead_in_flight, {name}, bh.in_flight);
     out.setGauge(f.bulkhead_queued, {name}, bh.queued);
+    if (policy::Admission* a = rt->admission()) {
+      policy::Admission::Stats as = a->stats(rt->admissionLane());
+      if (as.adaptive) out.setGauge(f.admission_limit, {name}, as.limit);
+      static constexpr std::string_view kTier[] = {"critical", "normal", "optional"};
+      for (size_t t = 0; t < 3; ++t)
+        out.setGauge(f.admission_queued, {name, kTier[t]}, as.queued[t]);
+    }
   }
   if (snap.cache) {
     policy::CacheStore::Stats cs = snap.cache->stats();

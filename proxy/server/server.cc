@@ -113,6 +113,7 @@ class Process {
   // listen.tls: the context every TLS listener hands new connections.
   std::unique_ptr<http::TlsServerContext> tls_;
   std::unique_ptr<upstream::HealthChecker> health_;  // probes once per process
+  std::unique_ptr<upstream::SaturationScraper> saturation_;  // scrapes once per process
   std::vector<std::unique_ptr<Worker>> workers_;
   std::atomic<bool> draining_{false};
   std::atomic<bool> listeners_up_{false};
@@ -188,6 +189,8 @@ absl::StatusOr<int> Process::run() {
   loggers_ = {log_, worker_log, admin_log, health_log};
   health_ = std::make_unique<upstream::HealthChecker>(health_log, &registry.global());
   health_->update(healthTargets(**initial));
+  saturation_ = std::make_unique<upstream::SaturationScraper>(health_log);
+  saturation_->update(saturationTargets(**initial));
   for (int i = 0; i < workers; ++i) {
     workers_.push_back(std::make_unique<Worker>(i, std::move(sockets[static_cast<size_t>(i)]),
                                                 *initial,
@@ -227,6 +230,7 @@ absl::StatusOr<int> Process::run() {
   // already sees the listeners up.
   for (auto& w : workers_) w->start();
   health_->start();
+  saturation_->start();
   listeners_up_.store(true);
   auto admin = admin::AdminServer::start(config.admin, hooks, registry, admin_log);
   if (!admin.ok()) {
@@ -256,6 +260,7 @@ absl::StatusOr<int> Process::run() {
   for (auto& w : workers_) w->join();
   (*admin)->stop();
   health_.reset();
+  saturation_.reset();
   workers_.clear();
   event_free(sigterm);
   event_free(sigint);
@@ -327,6 +332,7 @@ absl::StatusOr<std::vector<std::string>> Process::reload() {
   if (tls) tls_->set(std::move(tls));  // connections accepted from now on use it
   for (auto& w : workers_) w->updateSnapshot(*next);
   health_->update(healthTargets(**next));
+  saturation_->update(saturationTargets(**next));
   registry_->recordConfigReload(true);
   log_->info("reloaded {} ({} route(s))", path, now.routes.size());
   return warnings;

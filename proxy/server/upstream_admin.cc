@@ -1,6 +1,8 @@
 // Upstream health for the admin API and metrics; see upstream_admin.h.
 #include "proxy/server/upstream_admin.h"
 
+#include <cmath>
+
 #include "proxy/metrics/metrics.h"
 
 namespace airbag::server {
@@ -38,6 +40,7 @@ Json upstreamsState(const pipeline::Snapshot& snap, absl::Time now) {
     const upstream::ConnectionCounts& c = *u.health->connections();
     j["connections"] = {{"open", c.open.load(std::memory_order_relaxed)},
                         {"idle", c.idle.load(std::memory_order_relaxed)}};
+    j["saturation"] = upstreamSaturationJson(u, now);
     all[u.config->name] = std::move(j);
   }
   return all;
@@ -61,20 +64,69 @@ std::vector<std::string> readinessProblems(const pipeline::Snapshot& snap) {
 
 void collectUpstreamMetrics(const pipeline::Snapshot& snap, metrics::WorkerMetrics& out,
                             absl::Time now) {
-  for (const pipeline::ResolvedUpstream& u : snap.upstreams)
+  for (const pipeline::ResolvedUpstream& u : snap.upstreams) {
     out.setGauge(out.families().upstream_healthy, {u.config->name}, u.health->usable(now) ? 1 : 0);
+    if (u.config->saturation)
+      out.setGauge(out.families().upstream_saturated, {u.config->name},
+                   u.saturation->saturated() ? 1 : 0);
+  }
 }
+
+namespace {
+
+// What a prober of `u` needs, in the shape of its target type (the copy of
+// the config and the address resolved at load); the caller adds its state.
+template <typename Target>
+Target targetOf(const pipeline::ResolvedUpstream& u) {
+  Target t;
+  t.config = *u.config;
+  t.address = u.address;
+  t.has_address = u.address_len > 0;
+  return t;
+}
+
+}  // namespace
 
 std::vector<upstream::HealthTarget> healthTargets(const pipeline::Snapshot& snap) {
   std::vector<upstream::HealthTarget> out;
   for (const pipeline::ResolvedUpstream& u : snap.upstreams) {
     if (!u.config->health) continue;
-    upstream::HealthTarget t;
-    t.config = *u.config;
-    t.address = u.address;
-    t.has_address = u.address_len > 0;
-    t.health = u.health;
-    out.push_back(std::move(t));
+    out.push_back(targetOf<upstream::HealthTarget>(u));
+    out.back().health = u.health;
+  }
+  return out;
+}
+
+Json upstreamSaturationJson(const pipeline::ResolvedUpstream& u, absl::Time now) {
+  if (!u.config->saturation) return nullptr;
+  upstream::UpstreamSaturation::View v = u.saturation->view();
+  Json readings = Json::array();
+  for (const upstream::SaturationReading& r : v.readings) {
+    Json one = {{"metric", r.metric}, {"gt", r.gt}, {"value", nullptr}, {"over", false}};
+    if (r.value) {
+      one["value"] =
+          std::isfinite(*r.value) ? Json(*r.value) : Json(*r.value > 0 ? "+Inf" : "-Inf");
+      one["over"] = *r.value > r.gt;
+    }
+    readings.push_back(std::move(one));
+  }
+  Json j = {{"state", upstream::saturationStateName(v.state)},
+            {"readings", std::move(readings)},
+            {"scrapes_ok", v.scrapes_ok},
+            {"scrapes_failed", v.scrapes_failed}};
+  j["seconds_since_scrape"] = v.last_scrape == absl::InfinitePast()
+                                  ? Json(nullptr)
+                                  : Json(absl::ToDoubleSeconds(now - v.last_scrape));
+  j["error"] = v.error.empty() ? Json(nullptr) : Json(v.error);
+  return j;
+}
+
+std::vector<upstream::SaturationTarget> saturationTargets(const pipeline::Snapshot& snap) {
+  std::vector<upstream::SaturationTarget> out;
+  for (const pipeline::ResolvedUpstream& u : snap.upstreams) {
+    if (!u.config->saturation) continue;
+    out.push_back(targetOf<upstream::SaturationTarget>(u));
+    out.back().saturation = u.saturation;
   }
   return out;
 }

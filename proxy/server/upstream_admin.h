@@ -12,6 +12,7 @@
 #include "nlohmann/json.hpp"
 #include "proxy/pipeline/snapshot.h"
 #include "proxy/upstream/health_checker.h"
+#include "proxy/upstream/saturation_scraper.h"
 
 namespace airbag::metrics {
 class WorkerMetrics;
@@ -29,11 +30,18 @@ nlohmann::json upstreamsState(const pipeline::Snapshot& snap, absl::Time now);
 // route's own upstream that is probed and unhealthy. Empty otherwise.
 std::vector<std::string> readinessProblems(const pipeline::Snapshot& snap);
 
-// airbag_upstream_healthy{upstream} into a scrape's scratch shard.
+// airbag_upstream_healthy{upstream} and airbag_upstream_saturated{upstream} into a scrape's scratch
+// shard.
 void collectUpstreamMetrics(const pipeline::Snapshot& snap, metrics::WorkerMetrics& out,
                             absl::Time now);
 
 // What the health checker probes for this snapshot.
 std::vector<upstream::HealthTarget> healthTargets(const pipeline::Snapshot& snap);
+
+// One upstream's saturation readings for /upstreams; null when not scraped.
+nlohmann::json upstreamSaturationJson(const pipeline::ResolvedUpstream& u, absl::Time now);
+
+// What the saturation scraper reads for this snapshot.
+std::vector<upstream::SaturationTarget> saturationTargets(const pipeline::Snapshot& snap);
 
 }  // namespace airbag::server

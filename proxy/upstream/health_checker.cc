@@ -20,12 +20,12 @@ class HealthChecker::Prober final : public UpstreamResponseHandler {
   Prober(HealthChecker& checker, HealthTarget target)
       : checker_(checker),
         target_(std::move(target)),
-        client_(checker.base_.get(),
+        client_(checker.loop_.base(),
                 curlOptions(target_.config.name, target_.config,
                             target_.has_address ? &target_.address : nullptr),
                 nullptr, nullptr),
-        interval_(evtimer_new(checker.base_.get(), &Prober::intervalCb, this), &event_free),
-        timeout_(evtimer_new(checker.base_.get(), &Prober::timeoutCb, this), &event_free) {
+        interval_(evtimer_new(checker.loop_.base(), &Prober::intervalCb, this), &event_free),
+        timeout_(evtimer_new(checker.loop_.base(), &Prober::timeoutCb, this), &event_free) {
     const HealthCheckConfig& h = *target_.config.health;
     head_ = absl::StrCat("GET ", h.path, " HTTP/1.1\r\nhost: ", target_.config.host_header,
                          "\r\nuser-agent: airbag-health-check\r\n\r\n");
@@ -99,58 +99,30 @@ class HealthChecker::Prober final : public UpstreamResponseHandler {
 
 HealthChecker::HealthChecker(std::shared_ptr<spdlog::logger> logger,
                              metrics::WorkerMetrics* metrics)
-    : logger_(std::move(logger)),
-      metrics_(metrics),
-      base_(event_base_new(), &event_base_free),
-      wake_(event_new(base_.get(), -1, EV_PERSIST, &HealthChecker::wakeCb, this), &event_free) {
-  event_add(wake_.get(), nullptr);
-}
+    : logger_(std::move(logger)), metrics_(metrics) {}
 
 HealthChecker::~HealthChecker() {
-  if (thread_.joinable()) {
-    event_base_loopbreak(base_.get());
-    thread_.join();
-  }
+  loop_.stop();
   probers_.clear();
 }
 
-void HealthChecker::start() {
-  // The loop waits for wake-ups even while nothing is probed.
-  thread_ = std::thread([this] { event_base_loop(base_.get(), EVLOOP_NO_EXIT_ON_EMPTY); });
-}
+void HealthChecker::start() { loop_.start(); }
 
 void HealthChecker::update(std::vector<HealthTarget> targets) {
   // libcurl (and OpenSSL under it) only when something is probed: a process
   // without health checks or https upstreams never pays for them.
-  if (!targets.empty()) {
-    if (absl::Status loaded = loadCurl(); !loaded.ok()) {
-      if (logger_) logger_->error("health checks are off: {}", std::string(loaded.message()));
-      targets.clear();
-    }
-  }
-  {
-    absl::MutexLock l(&mu_);
-    pending_ = std::move(targets);
-    has_pending_ = true;
-  }
-  event_active(wake_.get(), 0, 0);
-}
-
-void HealthChecker::wakeCb(int, short, void* arg) { static_cast<HealthChecker*>(arg)->onWake(); }
-
-void HealthChecker::onWake() {
-  std::vector<HealthTarget> targets;
-  {
-    absl::MutexLock l(&mu_);
-    if (!has_pending_) return;
-    targets = std::move(pending_);
-    has_pending_ = false;
-  }
-  // Simple and rare (a reload): every prober is made anew. The verdicts live
-  // in the shared UpstreamHealth and so carry over.
-  probers_.clear();
-  for (HealthTarget& t : targets)
-    if (t.config.health && t.health) probers_.push_back(std::make_unique<Prober>(*this, std::move(t)));
+  // The configuration that named these targets has opened libcurl (or was
+  // refused for want of it); this only keeps a checker used on its own safe.
+  if (!targets.empty() && !loadCurl().ok()) targets.clear();
+  auto shared = std::make_shared<std::vector<HealthTarget>>(std::move(targets));
+  loop_.post([this, shared] {
+    // Simple and rare (a reload): every prober is made anew. The verdicts
+    // live in the shared UpstreamHealth and so carry over.
+    probers_.clear();
+    for (HealthTarget& t : *shared)
+      if (t.config.health && t.health)
+        probers_.push_back(std::make_unique<Prober>(*this, std::move(t)));
+  });
 }
 
 }  // namespace airbag::upstream

@@ -9,15 +9,11 @@
 
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
-#include "absl/synchronization/mutex.h"
 #include "airbag/config.h"
+#include "proxy/upstream/probe_loop.h"
 #include "proxy/upstream/upstream_health.h"
-
-struct event_base;
-struct event;
 
 namespace spdlog {
 class logger;
@@ -52,18 +48,11 @@ class HealthChecker {
 
  private:
   class Prober;
-  static void wakeCb(int, short, void* arg);
-  void onWake();
 
   std::shared_ptr<spdlog::logger> logger_;
   metrics::WorkerMetrics* metrics_;
-  std::unique_ptr<event_base, void (*)(event_base*)> base_;
-  std::unique_ptr<event, void (*)(event*)> wake_;
-  std::vector<std::unique_ptr<Prober>> probers_;  // checker thread only
-  absl::Mutex mu_;
-  std::vector<HealthTarget> pending_ ABSL_GUARDED_BY(mu_);
-  bool has_pending_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread thread_;
+  ProbeLoop loop_;
+  std::vector<std::unique_ptr<Prober>> probers_;  // the loop's thread only
 };
 
 }  // namespace airbag::upstream

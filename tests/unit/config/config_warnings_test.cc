@@ -44,5 +44,15 @@ TEST(ConfigWarningsTest, OtherRoutesDoNotWarn) {
   }
 }
 
+TEST(ConfigWarningsTest, AdmissionThatCanNeverHoldARequestWarns) {
+  auto w = warningsFor("  - { name: r, upstream: m, match: {}, admission: {} }\n");
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_THAT(w[0], ::testing::HasSubstr("route \"r\" has admission, but its upstream \"m\" has "
+                                         "no saturation"));
+  EXPECT_THAT(warningsFor("  - { name: r, upstream: m, match: { path: /a }, admission: {} }\n"
+                          "  - { name: s, upstream: m, match: {}, admission: { adaptive: {} } }\n"),
+              ::testing::IsEmpty());
+}
+
 }  // namespace
 }  // namespace airbag::config

@@ -431,5 +431,171 @@ TEST_F(ExchangeTest, StaleWakeUpOfAReusedExchangeIsIgnored) {
   EXPECT_EQ(second->exchange.stage(), Stage::kAttempt) << "still on its own request";
 }
 
+// Saturation-aware admission: routes of one upstream, one per priority,
+// sharing its queue; the saturation reading is set by hand.
+constexpr char kAdmissionConfig[] = R"(
+upstreams:
+  model:
+    url: http://127.0.0.1:9
+    saturation: { when_any: [ { metric: waiting, gt: 4 } ] }
+  small: { url: http://127.0.0.1:10 }
+routes:
+  - name: critical
+    match: { path: /crit }
+    upstream: model
+    priority: critical
+    admission: { queue: { max: 2, timeout: 1s } }
+    fallback:
+      - respond: { status: 200, json: { answered_by: default } }
+  - name: optional
+    match: { path: /opt }
+    upstream: model
+    priority: optional
+    admission: { queue: { max: 2, timeout: 300ms } }
+    fallback:
+      - respond: { status: 200, json: { answered_by: default } }
+  - name: streams
+    match: { path: /s }
+    upstream: model
+    circuit_breaker: { minimum_calls: 2, slow_call_duration: 100ms, slow_call_rate: 50% }
+)";
+
+class AdmissionExchangeTest : public ExchangeTest {
+ protected:
+  void SetUp() override {
+    ExchangeTest::SetUp();
+    load(kAdmissionConfig);
+  }
+  void setWaiting(int n) {
+    upstream::UpstreamSaturation& s = *ctx_.snapshot->upstreams[0].saturation;
+    s.recordScrape(*ctx_.snapshot->config->upstreams[0].saturation,
+                   "waiting " + std::to_string(n) + "\n", dispatcher_.now());
+  }
+};
+
+TEST_F(AdmissionExchangeTest, NotAdmittedInTimeGoesDownTheLadderWithoutAnUpstreamCall) {
+  setWaiting(9);
+  auto c = client();
+  send(*c, "POST", "/opt", "{}");
+  EXPECT_EQ(c->exchange.stage(), Stage::kAdmission);
+  dispatcher_.advance(absl::Milliseconds(299));
+  EXPECT_FALSE(c->down.done) << "rechecks while saturated change nothing";
+  dispatcher_.advance(absl::Milliseconds(1));
+  EXPECT_EQ(c->down.status(), 200);
+  EXPECT_EQ(c->down.header("x-airbag-source"), "default");
+  EXPECT_EQ(c->down.header("x-airbag-admission"), "saturated");
+  EXPECT_EQ(model_.callCount(), 0);
+  EXPECT_EQ(runtime("optional").admissions(RouteRuntime::AdmissionOutcome::kSaturated), 1u);
+  EXPECT_EQ(dispatcher_.armedTimers(), 0);
+}
+
+TEST_F(AdmissionExchangeTest, AQueuedRequestGoesOnWhenTheSaturationEnds) {
+  setWaiting(9);
+  auto c = client();
+  send(*c, "POST", "/crit", "{}");
+  dispatcher_.advance(absl::Milliseconds(120));
+  EXPECT_EQ(deliverInbox(), 0);
+  setWaiting(1);
+  dispatcher_.advance(absl::Milliseconds(50));  // the next look grants it...
+  EXPECT_EQ(c->exchange.stage(), Stage::kAdmission) << "...through the inbox, not inline";
+  EXPECT_EQ(deliverInbox(), 1);
+  ASSERT_EQ(model_.callCount(), 1);
+  ScriptedUpstream::answer(model_.last(), 200, "ok");
+  EXPECT_EQ(c->down.header("x-airbag-source"), "upstream");
+  EXPECT_EQ(c->down.header("x-airbag-admission"), "queued");
+  EXPECT_EQ(runtime("critical").admission()->stats(runtime("critical").admissionLane()).in_flight,
+            0u)
+      << "the place is given back at the end";
+  // Not saturated, nobody waiting: no header at all.
+  send(*c, "POST", "/crit", "{}");
+  ScriptedUpstream::answer(model_.last(), 200, "ok");
+  EXPECT_EQ(c->down.header("x-airbag-admission"), "");
+}
+
+TEST_F(AdmissionExchangeTest, ACriticalRequestDisplacesAQueuedOptionalOne) {
+  setWaiting(9);
+  auto o1 = client();
+  auto o2 = client();
+  auto crit = client();
+  send(*o1, "POST", "/opt", "{}");
+  send(*o2, "POST", "/opt", "{}");
+  send(*crit, "POST", "/crit", "{}");  // the queue (max 2) is full
+  EXPECT_EQ(crit->exchange.stage(), Stage::kAdmission);
+  EXPECT_EQ(deliverInbox(), 1);
+  EXPECT_EQ(o2->down.header("x-airbag-source"), "default") << "the newest optional one";
+  EXPECT_EQ(o2->down.header("x-airbag-admission"), "saturated");
+  EXPECT_EQ(runtime("optional").admissions(RouteRuntime::AdmissionOutcome::kDisplaced), 1u);
+  EXPECT_FALSE(o1->down.done);
+  // The saturation ends: critical goes first, then the optional one.
+  setWaiting(0);
+  dispatcher_.advance(absl::Milliseconds(50));
+  EXPECT_EQ(deliverInbox(), 2);
+  ASSERT_EQ(model_.callCount(), 2);
+  EXPECT_EQ(crit->exchange.stage(), Stage::kAttempt);
+  EXPECT_EQ(o1->exchange.stage(), Stage::kAttempt);
+  // A client that leaves while granted gives its place back.
+  o1->exchange.cancel();
+  EXPECT_EQ(runtime("optional").admission()->stats(runtime("optional").admissionLane()).in_flight,
+            0u);
+}
+
+TEST_F(AdmissionExchangeTest, AClientLeavingTheQueueLeavesNoPlaceBehind) {
+  setWaiting(9);
+  auto c = client();
+  send(*c, "POST", "/crit", "{}");
+  c->exchange.cancel();
+  setWaiting(0);
+  dispatcher_.advance(absl::Milliseconds(100));
+  EXPECT_EQ(deliverInbox(), 0);
+  policy::Admission::Stats s =
+      runtime("critical").admission()->stats(runtime("critical").admissionLane());
+  EXPECT_EQ(s.in_flight, 0u);
+  EXPECT_EQ(s.queued[0], 0u);
+}
+
+TEST_F(AdmissionExchangeTest, AReloadKeepsTheQueueAndItsWaiters) {
+  setWaiting(9);
+  auto c = client();
+  send(*c, "POST", "/crit", "{}");
+  policy::Admission* before = runtime("critical").admission();
+  uint32_t lane = runtime("critical").admissionLane();
+  load(kAdmissionConfig);  // a reload: same upstream, same route names
+  EXPECT_EQ(runtime("critical").admission(), before);
+  EXPECT_EQ(runtime("critical").admissionLane(), lane);
+  EXPECT_EQ(before->stats(lane).queued[0], 1u) << "the waiting request is still in the queue";
+  setWaiting(0);
+  dispatcher_.advance(absl::Milliseconds(50));
+  EXPECT_EQ(deliverInbox(), 1);
+  EXPECT_EQ(model_.callCount(), 1);
+}
+
+// A streamed answer's slowness is its time to first byte: a long generation
+// with a quick first token is no slow call; a slow first token is.
+TEST_F(AdmissionExchangeTest, AStreamsSlowCallSampleIsItsTimeToFirstByte) {
+  auto c = client();
+  for (int i = 0; i < 4; ++i) {
+    send(*c, "POST", "/s", "{}");
+    auto& call = model_.last();
+    ScriptedUpstream::sendHead(call, 200, {{"Content-Type", "text/event-stream"}});
+    dispatcher_.advance(absl::Milliseconds(10));
+    ScriptedUpstream::sendData(call, "data: first\n\n");
+    dispatcher_.advance(absl::Seconds(2));  // a long generation
+    ScriptedUpstream::complete(call);
+    ASSERT_TRUE(c->down.done);
+  }
+  policy::CircuitBreaker::Stats s = runtime("streams").breaker()->stats(dispatcher_.now());
+  EXPECT_EQ(s.slow_calls, 0u);
+  EXPECT_EQ(s.state, policy::CircuitState::kClosed);
+  for (int i = 0; i < 4; ++i) {
+    send(*c, "POST", "/s", "{}");
+    auto& call = model_.last();
+    ScriptedUpstream::sendHead(call, 200, {{"Content-Type", "text/event-stream"}});
+    dispatcher_.advance(absl::Milliseconds(150));  // a slow first token
+    ScriptedUpstream::sendData(call, "data: first\n\n");
+    ScriptedUpstream::complete(call);
+  }
+  EXPECT_EQ(runtime("streams").breaker()->state(dispatcher_.now()), policy::CircuitState::kOpen);
+}
+
 }  // namespace
 }  // namespace airbag::pipeline

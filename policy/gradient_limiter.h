@@ -1,0 +1,63 @@
+// The adaptive concurrency limit of one route (`admission.adaptive`), after
+// Envoy's gradient controller and Netflix's Gradient2: it learns the
+// upstream's no-load latency (the minimum RTT), compares each window's
+// average latency with it, and moves the limit by the gradient
+//   new = limit * clamp((min_rtt + 10%) / sample, 0.5, 2) + sqrt(limit)
+// between min and max. A queueing upstream whose latency grows with
+// concurrency thus holds the limit a little above the concurrency it serves
+// at full speed. The no-load latency is measured again every
+// kMinRttInterval with the limit held at `min` for one window, so a model
+// that became slower (or faster) for good is followed. For streams the
+// sample is the time to first byte. Pure: time comes in as arguments; not
+// thread-safe (the AdmissionController guards it).
+#pragma once
+
+#include <cstdint>
+
+#include "absl/time/time.h"
+#include "airbag/config.h"
+
+namespace airbag::policy {
+
+class GradientLimiter {
+ public:
+  // A window closes once it is this long and holds this many samples.
+  static constexpr absl::Duration kWindow = absl::Milliseconds(250);
+  static constexpr int kMinSamples = 5;
+  static constexpr absl::Duration kMinRttInterval = absl::Seconds(30);
+
+  // `ceiling` (the bulkhead's max_in_flight) caps `config.max`.
+  GradientLimiter(const AdaptiveLimitConfig& config, uint32_t ceiling, absl::Time now);
+
+  // One finished call's latency, with the calls in flight when it ended
+  // (itself included). Returns true when the limit changed. While the route
+  // uses less than half its limit, the limit does not grow (there is nothing
+  // to learn about more concurrency than is asked for).
+  bool onSample(absl::Duration latency, uint32_t in_flight, absl::Time now);
+  // New bounds on reload; the limit is clamped into them.
+  void reconfigure(const AdaptiveLimitConfig& config, uint32_t ceiling);
+
+  uint32_t limit() const { return probing_ ? min_ : limit_; }
+  // The learned no-load latency; zero before the first measurement.
+  absl::Duration minRtt() const { return min_rtt_; }
+  // The average latency of the last closed window; zero before one closed.
+  absl::Duration sampleRtt() const { return last_sample_; }
+  bool probing() const { return probing_; }
+
+ private:
+  void closeWindow(absl::Time now);
+
+  uint32_t min_;
+  uint32_t max_;
+  uint32_t limit_ = 0;
+  bool probing_ = true;  // measuring min_rtt with the limit held at min_
+  absl::Time next_probe_;
+  absl::Duration min_rtt_ = absl::ZeroDuration();
+  absl::Duration last_sample_ = absl::ZeroDuration();
+  absl::Time window_start_;
+  absl::Duration window_sum_ = absl::ZeroDuration();
+  int window_count_ = 0;
+  uint32_t window_in_flight_ = 0;  // the most in flight seen in the window
+};
+
+}  // namespace airbag::policy
