@@ -223,7 +223,7 @@ AdminResponse AdminRouter::route(const AdminRequest& req) const {
   if (path == "/upstreams") {
     if (!isRead(m)) return methodNotAllowed(m, "GET, HEAD");
     if (!hooks_.upstreams) return notImplemented("upstreams");
-    return jsonResponse(200, hooks_.upstreams());
+    return jsonResponse(200, upstreams());
   }
   if (path == "/drain") {
     if (m != "POST") return methodNotAllowed(m, "POST");
@@ -425,12 +425,10 @@ absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::start(
                                       EV_READ | EV_PERSIST, &AdminServer::onWakeCb, server.get()));
   if (!server->wake_event_ || event_add(server->wake_event_.get(), nullptr) != 0)
     return absl::InternalError("admin: cannot watch the wake pipe");
-  server->history_tick_.reset(event_new(server->base_.get(), -1, EV_PERSIST,
-                                        &AdminServer::onHistoryTickCb, server.get()));
-  const timeval every_second{1, 0};
-  if (!server->history_tick_ || event_add(server->history_tick_.get(), &every_second) != 0)
+  server->history_tick_.reset(
+      evtimer_new(server->base_.get(), &AdminServer::onHistoryTickCb, server.get()));
+  if (!server->history_tick_ || !server->sampleHistoryAndRearm())
     return absl::InternalError("admin: cannot start the history timer");
-  server->router_.sampleHistory(absl::Now());
 
   if (server->logger_) server->logger_->info("admin API listening on {}:{}", host, server->port_);
   event_base* base = server->base_.get();
@@ -460,7 +458,18 @@ void AdminServer::onWakeCb(evutil_socket_t, short, void* self) {
 void AdminServer::onWake() { event_base_loopbreak(base_.get()); }
 
 void AdminServer::onHistoryTickCb(evutil_socket_t, short, void* self) {
-  static_cast<AdminServer*>(self)->router_.sampleHistory(absl::Now());
+  static_cast<AdminServer*>(self)->sampleHistoryAndRearm();
+}
+
+bool AdminServer::sampleHistoryAndRearm() {
+  const absl::Time now = absl::Now();
+  router_.sampleHistory(now);
+  // The next sample half-way through the next wall-clock second: a timer that
+  // fires a little early or late then still lands in the second it is meant
+  // for, so no second of the history is skipped or counted twice.
+  const absl::Duration into_second = now - absl::FromUnixSeconds(absl::ToUnixSeconds(now));
+  timeval delay = absl::ToTimeval(absl::Milliseconds(1500) - into_second);
+  return event_add(history_tick_.get(), &delay) == 0;
 }
 
 void AdminServer::onRequestCb(evhttp_request* req, void* self) {

@@ -101,8 +101,10 @@ class AdminRouter {
   AdminResponse routeAction(std::string_view name, std::string_view action,
                             const AdminRequest& request) const;
   bool authorized(std::string_view authorization) const;
-  // In admin_status.cc: GET /, GET /status, GET /routes/{name}/history.
+  // In admin_status.cc: GET /, GET /status, GET /routes/{name}/history, and
+  // the upstreams hook's answer with each one's connections_opened.
   nlohmann::json processStatus() const;
+  nlohmann::json upstreams() const;
   AdminResponse statusPage() const;
   AdminResponse history(std::string_view name) const;
 
@@ -170,6 +172,8 @@ class AdminServer {
   static void onWakeCb(evutil_socket_t fd, short what, void* self);
   void onWake();
   static void onHistoryTickCb(evutil_socket_t fd, short what, void* self);
+  // Samples the route history and sets the timer for the next second.
+  bool sampleHistoryAndRearm();
 
   AdminRouter router_;
   std::shared_ptr<spdlog::logger> logger_;

@@ -36,15 +36,26 @@ Json AdminRouter::processStatus() const {
   return j;
 }
 
+Json AdminRouter::upstreams() const {
+  Json all = hooks_.upstreams ? hooks_.upstreams() : Json(nullptr);
+  if (!all.is_object()) return all;
+  for (auto& [name, u] : all.items())
+    if (u.is_object()) u["connections_opened"] = 0;
+  for (const auto& s : registry_.totals(registry_.families().upstream_connections_opened)) {
+    auto it = all.find(s.labels[0]);
+    if (it != all.end() && it->is_object()) (*it)["connections_opened"] = s.count;
+  }
+  return all;
+}
+
 AdminResponse AdminRouter::statusPage() const {
   AdminResponse routes_reply = routes({});
   Json routes_json = routes_reply.status == 200
                          ? Json::parse(routes_reply.body, nullptr, /*allow_exceptions=*/false)
                          : Json::array();
-  Json upstreams = hooks_.upstreams ? hooks_.upstreams() : Json(nullptr);
   AdminResponse r;
   r.content_type = "text/html; charset=utf-8";
-  r.body = renderStatusPage(processStatus(), routes_json, upstreams);
+  r.body = renderStatusPage(processStatus(), routes_json, upstreams());
   // The page fetches nothing from elsewhere; say so to the browser as well.
   r.headers.emplace_back("Content-Security-Policy",
                          "default-src 'none'; script-src 'unsafe-inline'; "

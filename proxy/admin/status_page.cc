@@ -101,7 +101,8 @@ std::string renderStateTables(const Json& status, const Json& routes, const Json
   out += "</table>\n";
   if (upstreams.is_object()) {
     out += "<h2>Upstreams</h2>\n<table class=\"plain\" id=\"plain-upstreams\">\n";
-    row(out, {"upstream", "url", "usable", "probes", "passive"}, /*head=*/true);
+    row(out, {"upstream", "url", "usable", "probes", "passive", "connections opened"},
+        /*head=*/true);
     for (const auto& [name, u] : upstreams.items()) {
       const Json& active = at(u, {"health", "active"});
       const Json& passive = at(u, {"health", "passive"});
@@ -111,7 +112,8 @@ std::string renderStateTables(const Json& status, const Json& routes, const Json
                                                         : "unhealthy",
                 passive.is_null() ? "off"
                 : at(passive, {"down"}) == Json(true) ? "down"
-                                                      : "up"});
+                                                      : "up",
+                text(at(u, {"connections_opened"}))});
     }
     out += "</table>\n";
   }

@@ -171,6 +171,23 @@ TEST_F(RouterTest, HistoryOfEachRouteFromTheMetrics) {
   EXPECT_EQ(get(router, "/routes/predict/history", "POST").status, 405);
 }
 
+TEST_F(RouterTest, UpstreamsCarryTheConnectionsOpened) {
+  AdminHooks hooks = configOnly();
+  hooks.upstreams = [] {
+    return Json{{"model", {{"url", "http://127.0.0.1:1"}}}, {"small", {{"url", "http://127.0.0.1:2"}}}};
+  };
+  AdminRouter router(hooks, registry_, "");
+  metrics::WorkerMetrics* shard = registry_.addShard();
+  shard->upstreamConnectionOpened("model");
+  shard->upstreamConnectionOpened("model");
+  shard->upstreamConnectionOpened("gone");  // an upstream no longer configured
+  Json j = Json::parse(get(router, "/upstreams").body);
+  EXPECT_EQ(j["model"]["connections_opened"], 2);
+  EXPECT_EQ(j["small"]["connections_opened"], 0);
+  EXPECT_FALSE(j.contains("gone"));
+  EXPECT_THAT(get(router, "/").body, HasSubstr("<td>http://127.0.0.1:1</td>"));
+}
+
 TEST_F(RouterTest, HistoryOfARouteNotSampledYetIsEmpty) {
   AdminRouter router(configOnly(), registry_, "");
   AdminResponse r = get(router, "/routes/chat/history");
