@@ -184,7 +184,7 @@ AdminResponse AdminRouter::route(const AdminRequest& req) const {
     return r;
   }
 
-  if (path == "/" || path == "/index.html") {
+  if (path == "/") {
     if (!isRead(m)) return methodNotAllowed(m, "GET, HEAD");
     return statusPage();
   }

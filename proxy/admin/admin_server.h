@@ -17,8 +17,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "airbag/config.h"
 #include "absl/time/time.h"
+#include "airbag/config.h"
 #include "nlohmann/json.hpp"
 #include "proxy/admin/route_history.h"
 #include "proxy/metrics/metrics.h"

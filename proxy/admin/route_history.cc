@@ -103,7 +103,8 @@ void RouteHistory::add(const HistorySlot& slot) {
       for (size_t i = 0; i < kNumLevels; ++i)
         newest.by_level[i] = clamp32(uint64_t{newest.by_level[i]} + slot.by_level[i]);
       newest.errors = clamp32(uint64_t{newest.errors} + slot.errors);
-      newest.upstream_failures = clamp32(uint64_t{newest.upstream_failures} + slot.upstream_failures);
+      newest.upstream_failures =
+          clamp32(uint64_t{newest.upstream_failures} + slot.upstream_failures);
       return;
     }
   }

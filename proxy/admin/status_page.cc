@@ -44,12 +44,23 @@ std::string htmlEscape(std::string_view s) {
   out.reserve(s.size());
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -64,14 +75,15 @@ std::string renderStateTables(const Json& status, const Json& routes, const Json
   std::string reload_text = "never";
   if (!reload.is_null()) {
     bool ok = at(reload, {"ok"}) == Json(true);
-    reload_text = absl::StrCat(text(at(reload, {"at"})), ok ? " ok" : " failed: ",
-                               ok ? "" : text(at(reload, {"error"})));
+    reload_text = absl::StrCat(text(at(reload, {"at"})),
+                               ok ? " ok" : " failed: ", ok ? "" : text(at(reload, {"error"})));
   }
   row(out, {"last_reload", reload_text});
   out += "</table>\n<h2>Routes</h2>\n<table class=\"plain\" id=\"plain-routes\">\n";
   row(out,
-      {"route", "upstream", "circuit", "until half-open (s)", "bulkhead in flight / queued / rejected",
-       "retries allowed now", "cache entries / bytes / hits / misses", "fault"},
+      {"route", "upstream", "circuit", "until half-open (s)",
+       "bulkhead in flight / queued / rejected", "retries allowed now",
+       "cache entries / bytes / hits / misses", "fault"},
       /*head=*/true);
   if (routes.is_array()) {
     for (const Json& r : routes) {
@@ -84,18 +96,18 @@ std::string renderStateTables(const Json& status, const Json& routes, const Json
           absl::StrAppend(&circuit_text, " (forced ", text(at(circuit, {"override"})), ")");
       }
       const Json& cache = at(st, {"cache"});
-      row(out, {text(at(r, {"name"})), text(at(r, {"upstream"})), circuit_text,
-                text(at(circuit, {"seconds_until_half_open"})),
-                absl::StrCat(text(at(st, {"bulkhead", "in_flight"})), " / ",
-                             text(at(st, {"bulkhead", "queued"})), " / ",
-                             text(at(st, {"bulkhead", "rejected"}))),
-                text(at(st, {"retry_budget", "retries_allowed_now"})),
-                cache.is_null() ? "-"
-                                : absl::StrCat(text(at(cache, {"entries"})), " / ",
-                                               text(at(cache, {"bytes"})), " / ",
-                                               text(at(cache, {"hits"})), " / ",
-                                               text(at(cache, {"misses"}))),
-                text(at(st, {"fault"}))});
+      row(out,
+          {text(at(r, {"name"})), text(at(r, {"upstream"})), circuit_text,
+           text(at(circuit, {"seconds_until_half_open"})),
+           absl::StrCat(text(at(st, {"bulkhead", "in_flight"})), " / ",
+                        text(at(st, {"bulkhead", "queued"})), " / ",
+                        text(at(st, {"bulkhead", "rejected"}))),
+           text(at(st, {"retry_budget", "retries_allowed_now"})),
+           cache.is_null()
+               ? "-"
+               : absl::StrCat(text(at(cache, {"entries"})), " / ", text(at(cache, {"bytes"})),
+                              " / ", text(at(cache, {"hits"})), " / ", text(at(cache, {"misses"}))),
+           text(at(st, {"fault"}))});
     }
   }
   out += "</table>\n";
@@ -107,10 +119,10 @@ std::string renderStateTables(const Json& status, const Json& routes, const Json
       const Json& active = at(u, {"health", "active"});
       const Json& passive = at(u, {"health", "passive"});
       row(out, {name, text(at(u, {"url"})), text(at(u, {"health", "usable"})),
-                active.is_null() ? "off"
+                active.is_null()                        ? "off"
                 : at(active, {"healthy"}) == Json(true) ? "healthy"
                                                         : "unhealthy",
-                passive.is_null() ? "off"
+                passive.is_null()                     ? "off"
                 : at(passive, {"down"}) == Json(true) ? "down"
                                                       : "up",
                 text(at(u, {"connections_opened"}))});

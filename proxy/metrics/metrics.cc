@@ -71,8 +71,8 @@ void appendEscapedHelp(std::string& out, std::string_view v) { appendEscaped(out
 
 // Appends `{a="x",b="y"` plus `extra` (already rendered) and the closing
 // brace; nothing when there are no labels at all.
-void appendLabels(std::string& out, const std::vector<std::string>& names, const std::array<std::string, kMaxLabels>& values,
-                  std::string_view extra = {}) {
+void appendLabels(std::string& out, const std::vector<std::string>& names,
+                  const std::array<std::string, kMaxLabels>& values, std::string_view extra = {}) {
   if (names.empty() && extra.empty()) return;
   out += '{';
   bool first = true;

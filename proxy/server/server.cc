@@ -10,8 +10,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cmath>
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -101,7 +101,7 @@ class Process {
   }
   // GET /status's part from the process: config file, workers, start, last reload.
   nlohmann::json processStatus(int workers) const;
-  void recordReload(absl::Status result, const std::vector<std::string>& warnings);
+  void recordReload(const absl::Status& result, const std::vector<std::string>& warnings);
 
   std::shared_ptr<const Config> config_;
   ServerOptions options_;
@@ -303,7 +303,7 @@ absl::StatusOr<std::vector<std::string>> Process::reload() {
   return warnings;
 }
 
-void Process::recordReload(absl::Status result, const std::vector<std::string>& warnings) {
+void Process::recordReload(const absl::Status& result, const std::vector<std::string>& warnings) {
   nlohmann::json j = {{"at", absl::FormatTime(absl::RFC3339_sec, absl::Now(), absl::UTCTimeZone())},
                       {"ok", result.ok()},
                       {"error", result.ok() ? nlohmann::json(nullptr)

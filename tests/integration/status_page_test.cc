@@ -182,11 +182,11 @@ TEST_F(StatusPageTest, HistoryCountsEachLevelAndSurvivesAReload) {
   // A reload that keeps "predict" and drops "chat": predict keeps its seconds.
   std::string without_chat = kConfig;
   without_chat.erase(without_chat.find("  - name: chat"));
-  ASSERT_TRUE(airbag_
-                  ->rewriteConfig(without_chat, {{"MODEL", model_->url()},
-                                                 {"SMALL", small_->url()},
-                                                 {"TOKEN", ""}})
-                  .ok());
+  ASSERT_TRUE(
+      airbag_
+          ->rewriteConfig(without_chat,
+                          {{"MODEL", model_->url()}, {"SMALL", small_->url()}, {"TOKEN", ""}})
+          .ok());
   Response reload = airbag_->admin("POST", "/reload");
   ASSERT_EQ(reload.status, 200) << reload.body;
   EXPECT_EQ(airbag_->admin("GET", "/routes/chat/history").status, 404);
@@ -228,7 +228,8 @@ class Browser {
     for (size_t start = 0; start <= dirs.size();) {
       size_t end = dirs.find(':', start);
       if (end == std::string::npos) end = dirs.size();
-      std::filesystem::path candidate = std::filesystem::path(dirs.substr(start, end - start)) / "chromium";
+      std::filesystem::path candidate =
+          std::filesystem::path(dirs.substr(start, end - start)) / "chromium";
       if (access(candidate.c_str(), X_OK) == 0) return candidate.string();
       start = end + 1;
     }
@@ -240,13 +241,23 @@ class Browser {
     if (!dir.ok()) return dir.status();
     std::unique_ptr<Browser> b(new Browser());
     b->dir_ = std::move(*dir);
-    std::vector<std::string> args = {
-        binary, "--headless", "--disable-gpu", "--remote-debugging-pipe",
-        "--user-data-dir=" + (b->dir_->path() / "profile").string(), "--no-first-run",
-        "--no-default-browser-check", "--disable-extensions", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--disable-default-apps",
-        "--disable-dev-shm-usage", "--hide-scrollbars", "--mute-audio", "--window-size=1280,1000",
-        "about:blank"};
+    std::vector<std::string> args = {binary,
+                                     "--headless",
+                                     "--disable-gpu",
+                                     "--remote-debugging-pipe",
+                                     "--user-data-dir=" + (b->dir_->path() / "profile").string(),
+                                     "--no-first-run",
+                                     "--no-default-browser-check",
+                                     "--disable-extensions",
+                                     "--disable-background-networking",
+                                     "--disable-component-update",
+                                     "--disable-sync",
+                                     "--disable-default-apps",
+                                     "--disable-dev-shm-usage",
+                                     "--hide-scrollbars",
+                                     "--mute-audio",
+                                     "--window-size=1280,1000",
+                                     "about:blank"};
     if (geteuid() == 0) args.insert(args.begin() + 1, "--no-sandbox");  // root needs it
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());
@@ -283,9 +294,8 @@ class Browser {
     b->log_path_ = log_path;
     auto version = b->call("Browser.getVersion", Json::object(), milliseconds(30000));
     if (!version.ok())
-      return absl::UnavailableError(
-          absl::StrCat("chromium did not answer on the DevTools pipe: ", version.status().message(),
-                       "\n", b->log()));
+      return absl::UnavailableError(absl::StrCat("chromium did not answer on the DevTools pipe: ",
+                                                 version.status().message(), "\n", b->log()));
     return b;
   }
 
@@ -322,7 +332,8 @@ class Browser {
           return absl::DeadlineExceededError(absl::StrCat(method, ": no answer"));
         char buf[65536];
         ssize_t n = ::read(from_, buf, sizeof(buf));
-        if (n <= 0) return absl::UnavailableError(absl::StrCat(method, ": chromium closed the pipe"));
+        if (n <= 0)
+          return absl::UnavailableError(absl::StrCat(method, ": chromium closed the pipe"));
         in_.append(buf, static_cast<size_t>(n));
         end = in_.find('\0');
       }
@@ -339,15 +350,15 @@ class Browser {
   absl::Status navigate(const std::string& url) {
     auto target = call("Target.createTarget", {{"url", "about:blank"}}, milliseconds(10000));
     if (!target.ok()) return target.status();
-    auto attached = call("Target.attachToTarget",
-                         {{"targetId", (*target)["targetId"]}, {"flatten", true}},
-                         milliseconds(10000));
+    auto attached =
+        call("Target.attachToTarget", {{"targetId", (*target)["targetId"]}, {"flatten", true}},
+             milliseconds(10000));
     if (!attached.ok()) return attached.status();
     session_ = (*attached)["sessionId"].get<std::string>();
-    auto metrics = call("Emulation.setDeviceMetricsOverride",
-                        {{"width", 1280}, {"height", 1000}, {"deviceScaleFactor", 1},
-                         {"mobile", false}},
-                        milliseconds(10000));
+    auto metrics =
+        call("Emulation.setDeviceMetricsOverride",
+             {{"width", 1280}, {"height", 1000}, {"deviceScaleFactor", 1}, {"mobile", false}},
+             milliseconds(10000));
     if (!metrics.ok()) return metrics.status();
     auto nav = call("Page.navigate", {{"url", url}}, milliseconds(10000));
     return nav.ok() ? absl::OkStatus() : nav.status();
@@ -410,13 +421,13 @@ class Browser {
 };
 
 // The browser for a test, or a skip saying why there is none.
-#define LAUNCH_BROWSER_OR_SKIP(var)                                                       \
-  std::string var##_binary = Browser::binary();                                           \
-  if (var##_binary.empty())                                                               \
-    GTEST_SKIP() << "no chromium in PATH (scripts/setup.sh installs it; or set "          \
-                    "AIRBAG_CHROMIUM): the page is not checked in a browser";             \
-  auto var##_or = Browser::launch(var##_binary);                                          \
-  if (!var##_or.ok()) GTEST_SKIP() << "chromium cannot run here: " << var##_or.status();  \
+#define LAUNCH_BROWSER_OR_SKIP(var)                                                      \
+  std::string var##_binary = Browser::binary();                                          \
+  if (var##_binary.empty())                                                              \
+    GTEST_SKIP() << "no chromium in PATH (scripts/setup.sh installs it; or set "         \
+                    "AIRBAG_CHROMIUM): the page is not checked in a browser";            \
+  auto var##_or = Browser::launch(var##_binary);                                         \
+  if (!var##_or.ok()) GTEST_SKIP() << "chromium cannot run here: " << var##_or.status(); \
   std::unique_ptr<Browser> var = std::move(*var##_or)
 
 // Polls a JavaScript condition in the page until it holds (bounded).
@@ -502,13 +513,15 @@ TEST_F(StatusPageTest, BrowserShowsTheFallbackAndTheOpenBreakerWhileTheModelFail
                              "/half-open in/.test(r.textContent); })()",
                          milliseconds(20000));
   auto dom = browser->eval(route + " ? " + route + ".innerText : document.body.innerText");
-  ASSERT_TRUE(shown) << (dom.ok() ? dom->dump() : dom.status().ToString()) << "\n" << browser->log();
+  ASSERT_TRUE(shown) << (dom.ok() ? dom->dump() : dom.status().ToString()) << "\n"
+                     << browser->log();
   // The breaker's colour is the open one, and the upstream table is there.
-  auto colour = browser->eval("getComputedStyle(" + route +
-                              ".querySelector('.breaker')).backgroundColor");
+  auto colour =
+      browser->eval("getComputedStyle(" + route + ".querySelector('.breaker')).backgroundColor");
   ASSERT_TRUE(colour.ok()) << colour.status();
   EXPECT_EQ(*colour, "rgb(198, 40, 40)");
-  EXPECT_TRUE(pageShows(*browser, "document.getElementById('upstreams').textContent.includes('small-model')",
+  EXPECT_TRUE(pageShows(*browser,
+                        "document.getElementById('upstreams').textContent.includes('small-model')",
                         milliseconds(5000)));
 
   auto png = browser->screenshot();
@@ -544,7 +557,8 @@ TEST_F(StatusPageTest, BrowserButtonsPassTheSameTokenCheckAsCurl) {
   // Answer the confirmation and the token prompts as an operator would: a
   // wrong token first, then the right one; record what the page sends.
   auto armed = browser->eval(absl::StrCat(R"((() => {
-    const answers = ["wrong-token", ")", kToken, R"("];
+    const answers = ["wrong-token", ")",
+                                          kToken, R"("];
     window.prompt = () => answers.length ? answers.shift() : null;
     window.confirm = () => true;
     window.seen = [];
@@ -558,7 +572,7 @@ TEST_F(StatusPageTest, BrowserButtonsPassTheSameTokenCheckAsCurl) {
       return r;
     };
     )",
-                                            button, R"(.click();
+                                          button, R"(.click();
     return true;
   })())"));
   ASSERT_TRUE(armed.ok()) << armed.status();
@@ -567,7 +581,8 @@ TEST_F(StatusPageTest, BrowserButtonsPassTheSameTokenCheckAsCurl) {
   ASSERT_TRUE(seen.ok());
   EXPECT_EQ(*seen, Json::array({"POST /routes/predict/circuit 401 Bearer wrong-token",
                                 absl::StrCat("POST /routes/predict/circuit 200 Bearer ", kToken)}));
-  EXPECT_TRUE(pageShows(*browser, "document.getElementById('message').textContent.includes('-> 200')",
+  EXPECT_TRUE(pageShows(*browser,
+                        "document.getElementById('message').textContent.includes('-> 200')",
                         milliseconds(5000)));
   // The click did what curl would have: the breaker is forced open.
   Json state = airbag_->admin("GET", "/routes/predict").json();

@@ -37,12 +37,14 @@ TEST(LevelOfSourceTest, MapsEveryAnswerSource) {
 TEST(BucketQuantileTest, InterpolatesInsideTheBucket) {
   const std::vector<double> bounds = {0.1, 0.2, 0.4};
   // 10 answers in (0.1, 0.2]: the median is halfway through that bucket.
-  EXPECT_THAT(bucketQuantile({0, 10, 0, 0}, bounds, 0.5), Optional(::testing::DoubleNear(0.15, 1e-9)));
+  EXPECT_THAT(bucketQuantile({0, 10, 0, 0}, bounds, 0.5),
+              Optional(::testing::DoubleNear(0.15, 1e-9)));
   // 1 fast and 99 in (0.2, 0.4]: p99 sits near the top of the slow bucket.
   EXPECT_THAT(bucketQuantile({1, 0, 99, 0}, bounds, 0.99),
               Optional(::testing::DoubleNear(0.2 + 0.2 * 98.0 / 99.0, 1e-9)));
   // In the first bucket the lower edge is 0.
-  EXPECT_THAT(bucketQuantile({4, 0, 0, 0}, bounds, 0.5), Optional(::testing::DoubleNear(0.05, 1e-9)));
+  EXPECT_THAT(bucketQuantile({4, 0, 0, 0}, bounds, 0.5),
+              Optional(::testing::DoubleNear(0.05, 1e-9)));
   // Past the last finite bound reads as that bound.
   EXPECT_THAT(bucketQuantile({0, 0, 0, 5}, bounds, 0.5), Optional(0.4));
   EXPECT_EQ(bucketQuantile({0, 0, 0, 0}, bounds, 0.5), std::nullopt);

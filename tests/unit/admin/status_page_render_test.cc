@@ -1,13 +1,12 @@
 // Tests for the status page as the admin router serves it: the embedded
 // asset, the server-side tables, and the status and history endpoints.
-#include "proxy/admin/status_page.h"
-
 #include <regex>
 #include <string>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "proxy/admin/admin_server.h"
+#include "proxy/admin/status_page.h"
 
 namespace airbag::admin {
 namespace {
@@ -53,20 +52,24 @@ TEST(StatusPageTest, ExternalFetchCheckCatchesEachKind) {
 }
 
 TEST(StatusPageTest, TablesEscapeEveryValue) {
-  Json status = {{"version", "0.1.0"}, {"workers", 2}, {"draining", false},
+  Json status = {{"version", "0.1.0"},
+                 {"workers", 2},
+                 {"draining", false},
                  {"config_file", "/etc/a<b>.yaml"},
-                 {"last_reload", {{"at", "2026-01-01T00:00:00Z"}, {"ok", false},
-                                  {"error", "x.yaml:3:1: unknown key '<script>'"}}}};
-  Json routes = Json::array({{{"name", "<script>alert(1)</script>"},
-                              {"upstream", "model"},
-                              {"state",
-                               {{"circuit", {{"state", "open"}, {"override", "auto"},
-                                             {"seconds_until_half_open", 2.5}}},
-                                {"bulkhead", {{"in_flight", 1}, {"queued", 0}, {"rejected", 4}}},
-                                {"fault", {{"source", "config"}}}}}}});
-  Json upstreams = {{"model", {{"url", "http://127.0.0.1:8000"},
-                               {"health", {{"usable", true}, {"active", nullptr},
-                                           {"passive", nullptr}}}}}};
+                 {"last_reload",
+                  {{"at", "2026-01-01T00:00:00Z"},
+                   {"ok", false},
+                   {"error", "x.yaml:3:1: unknown key '<script>'"}}}};
+  Json routes = Json::array(
+      {{{"name", "<script>alert(1)</script>"},
+        {"upstream", "model"},
+        {"state",
+         {{"circuit", {{"state", "open"}, {"override", "auto"}, {"seconds_until_half_open", 2.5}}},
+          {"bulkhead", {{"in_flight", 1}, {"queued", 0}, {"rejected", 4}}},
+          {"fault", {{"source", "config"}}}}}}});
+  Json upstreams = {{"model",
+                     {{"url", "http://127.0.0.1:8000"},
+                      {"health", {{"usable", true}, {"active", nullptr}, {"passive", nullptr}}}}}};
   std::string html = renderStateTables(status, routes, upstreams);
   EXPECT_THAT(html, Not(HasSubstr("<script>")));
   EXPECT_THAT(html, HasSubstr("&lt;script&gt;alert(1)&lt;/script&gt;"));
@@ -121,8 +124,8 @@ TEST_F(RouterTest, ServesThePageAsHtml) {
   EXPECT_THAT(r.body, HasSubstr("<td>chat</td>"));
   EXPECT_FALSE(fetchesElsewhere(r.body));
   bool csp = false;
-  for (const auto& [k, v] : r.headers) csp = csp || (k == "Content-Security-Policy" &&
-                                                     v.find("default-src 'none'") == 0);
+  for (const auto& [k, v] : r.headers)
+    csp = csp || (k == "Content-Security-Policy" && v.find("default-src 'none'") == 0);
   EXPECT_TRUE(csp);
   EXPECT_EQ(get(router, "/", "POST").status, 405);
   EXPECT_EQ(get(router, "/status", "DELETE").status, 405);
@@ -149,7 +152,8 @@ TEST_F(RouterTest, HistoryOfEachRouteFromTheMetrics) {
   AdminRouter router(configOnly(), registry_, "");
   metrics::WorkerMetrics* shard = registry_.addShard();
   router.sampleHistory(kT0);
-  for (int i = 0; i < 5; ++i) shard->recordRequest("predict", "upstream", 200, absl::Milliseconds(2));
+  for (int i = 0; i < 5; ++i)
+    shard->recordRequest("predict", "upstream", 200, absl::Milliseconds(2));
   router.sampleHistory(kT0 + absl::Seconds(1));
   for (int i = 0; i < 3; ++i)
     shard->recordRequest("predict", "fallback:small", 200, absl::Milliseconds(2));
@@ -174,7 +178,8 @@ TEST_F(RouterTest, HistoryOfEachRouteFromTheMetrics) {
 TEST_F(RouterTest, UpstreamsCarryTheConnectionsOpened) {
   AdminHooks hooks = configOnly();
   hooks.upstreams = [] {
-    return Json{{"model", {{"url", "http://127.0.0.1:1"}}}, {"small", {{"url", "http://127.0.0.1:2"}}}};
+    return Json{{"model", {{"url", "http://127.0.0.1:1"}}},
+                {"small", {{"url", "http://127.0.0.1:2"}}}};
   };
   AdminRouter router(hooks, registry_, "");
   metrics::WorkerMetrics* shard = registry_.addShard();
