@@ -32,6 +32,7 @@ PACKAGES=(
   nginx openssl  # the https upstream tests: a TLS peer and throwaway certificates
   clang libclang-rt-14-dev  # the fuzz targets (libFuzzer) and the ThreadSanitizer build
   python3     # the admission benchmark's load generator, and its short version in the tests
+  chromium    # the status page's browser test (headless, driven over the DevTools pipe)
 )
 
 LOG="$(mktemp -t airbag-setup.XXXXXX)"

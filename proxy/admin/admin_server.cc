@@ -35,22 +35,6 @@ constexpr size_t kHardBodyBytes = 8 * kMaxBodyBytes;
 constexpr size_t kMaxHeaderBytes = 64 * 1024;
 constexpr int kRequestTimeoutSeconds = 30;
 
-// Never throws on invalid UTF-8 (route names in paths are client bytes).
-std::string dump(const Json& j) {
-  return j.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
-}
-
-AdminResponse jsonResponse(int status, const Json& body) {
-  AdminResponse r;
-  r.status = status;
-  r.body = dump(body);
-  return r;
-}
-
-AdminResponse errorResponse(int status, std::string_view code, std::string_view message) {
-  return jsonResponse(status, Json{{"error", {{"code", code}, {"message", message}}}});
-}
-
 AdminResponse notImplemented(std::string_view what) {
   return errorResponse(501, "not_implemented",
                        absl::StrCat(std::string(what), " is not available"));
@@ -132,6 +116,18 @@ const RouteConfig* findRoute(const Config& config, std::string_view name) {
 
 }  // namespace
 
+// Never throws on invalid UTF-8 (route names in paths are client bytes).
+AdminResponse jsonResponse(int status, const Json& body) {
+  AdminResponse r;
+  r.status = status;
+  r.body = body.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
+  return r;
+}
+
+AdminResponse errorResponse(int status, std::string_view code, std::string_view message) {
+  return jsonResponse(status, Json{{"error", {{"code", code}, {"message", message}}}});
+}
+
 absl::StatusOr<std::string> readTokenFile(const std::string& path) {
   std::ifstream in(path);
   if (!in) {
@@ -188,6 +184,14 @@ AdminResponse AdminRouter::route(const AdminRequest& req) const {
     return r;
   }
 
+  if (path == "/") {
+    if (!isRead(m)) return methodNotAllowed(m, "GET, HEAD");
+    return statusPage();
+  }
+  if (path == "/status") {
+    if (!isRead(m)) return methodNotAllowed(m, "GET, HEAD");
+    return jsonResponse(200, processStatus());
+  }
   if (path == "/healthz") {
     if (!isRead(m)) return methodNotAllowed(m, "GET, HEAD");
     return jsonResponse(200, Json{{"status", "ok"}});
@@ -219,7 +223,7 @@ AdminResponse AdminRouter::route(const AdminRequest& req) const {
   if (path == "/upstreams") {
     if (!isRead(m)) return methodNotAllowed(m, "GET, HEAD");
     if (!hooks_.upstreams) return notImplemented("upstreams");
-    return jsonResponse(200, hooks_.upstreams());
+    return jsonResponse(200, upstreams());
   }
   if (path == "/drain") {
     if (m != "POST") return methodNotAllowed(m, "POST");
@@ -268,6 +272,10 @@ AdminResponse AdminRouter::route(const AdminRequest& req) const {
     }
     std::string_view action = rest.substr(slash + 1);
     if (action == "circuit" || action == "fault") return routeAction(name, action, req);
+    if (action == "history") {
+      if (!isRead(m)) return methodNotAllowed(m, "GET, HEAD");
+      return history(name);
+    }
   }
   return errorResponse(404, "not_found", absl::StrCat("no admin endpoint at ", std::string(path)));
 }
@@ -417,6 +425,10 @@ absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::start(
                                       EV_READ | EV_PERSIST, &AdminServer::onWakeCb, server.get()));
   if (!server->wake_event_ || event_add(server->wake_event_.get(), nullptr) != 0)
     return absl::InternalError("admin: cannot watch the wake pipe");
+  server->history_tick_.reset(
+      evtimer_new(server->base_.get(), &AdminServer::onHistoryTickCb, server.get()));
+  if (!server->history_tick_ || !server->sampleHistoryAndRearm())
+    return absl::InternalError("admin: cannot start the history timer");
 
   if (server->logger_) server->logger_->info("admin API listening on {}:{}", host, server->port_);
   event_base* base = server->base_.get();
@@ -436,6 +448,7 @@ void AdminServer::stop() {
   // refuses connections instead of leaving them unanswered.
   http_.reset();
   wake_event_.reset();
+  history_tick_.reset();
 }
 
 void AdminServer::onWakeCb(evutil_socket_t, short, void* self) {
@@ -443,6 +456,21 @@ void AdminServer::onWakeCb(evutil_socket_t, short, void* self) {
 }
 
 void AdminServer::onWake() { event_base_loopbreak(base_.get()); }
+
+void AdminServer::onHistoryTickCb(evutil_socket_t, short, void* self) {
+  static_cast<AdminServer*>(self)->sampleHistoryAndRearm();
+}
+
+bool AdminServer::sampleHistoryAndRearm() {
+  const absl::Time now = absl::Now();
+  router_.sampleHistory(now);
+  // The next sample half-way through the next wall-clock second: a timer that
+  // fires a little early or late then still lands in the second it is meant
+  // for, so no second of the history is skipped or counted twice.
+  const absl::Duration into_second = now - absl::FromUnixSeconds(absl::ToUnixSeconds(now));
+  timeval delay = absl::ToTimeval(absl::Milliseconds(1500) - into_second);
+  return event_add(history_tick_.get(), &delay) == 0;
+}
 
 void AdminServer::onRequestCb(evhttp_request* req, void* self) {
   static_cast<AdminServer*>(self)->onRequest(req);

@@ -17,8 +17,10 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "airbag/config.h"
 #include "nlohmann/json.hpp"
+#include "proxy/admin/route_history.h"
 #include "proxy/metrics/metrics.h"
 #include "spdlog/logger.h"
 
@@ -52,6 +54,10 @@ struct AdminHooks {
   std::function<absl::Status(std::string_view route)> clear_fault;
   // POST /cache/purge; nullopt purges every route.
   std::function<absl::Status(std::optional<std::string_view> route)> cache_purge;
+  // GET /status: what the process knows of itself (config_file, workers,
+  // started_at, uptime_seconds, last_reload); the router adds version,
+  // rss_bytes, draining and token_required.
+  std::function<nlohmann::json()> process_status;
 };
 
 // One admin request, as the router sees it (independent of evhttp).
@@ -69,6 +75,11 @@ struct AdminResponse {
   std::vector<std::pair<std::string, std::string>> headers;  // extra headers
 };
 
+// A JSON answer; and the error shape every endpoint uses:
+// {"error":{"code":...,"message":...}}.
+AdminResponse jsonResponse(int status, const nlohmann::json& body);
+AdminResponse errorResponse(int status, std::string_view code, std::string_view message);
+
 // Routes admin requests to hooks. Thread-compatible; used by AdminServer on
 // its thread, and directly by tests.
 class AdminRouter {
@@ -78,6 +89,11 @@ class AdminRouter {
 
   AdminResponse handle(const AdminRequest& request) const;
 
+  // Adds the second ending at `now` to every route's history (GET
+  // /routes/{name}/history) from the registry's totals. The admin server
+  // calls it once a second; not safe to call concurrently with handle().
+  void sampleHistory(absl::Time now);
+
  private:
   AdminResponse route(const AdminRequest& request) const;
   AdminResponse readyz() const;
@@ -85,10 +101,17 @@ class AdminRouter {
   AdminResponse routeAction(std::string_view name, std::string_view action,
                             const AdminRequest& request) const;
   bool authorized(std::string_view authorization) const;
+  // In admin_status.cc: GET /, GET /status, GET /routes/{name}/history, and
+  // the upstreams hook's answer with each one's connections_opened.
+  nlohmann::json processStatus() const;
+  nlohmann::json upstreams() const;
+  AdminResponse statusPage() const;
+  AdminResponse history(std::string_view name) const;
 
   const AdminHooks hooks_;
   const metrics::Registry& registry_;
   const std::string token_;
+  HistoryStore history_;
 };
 
 // Reads a token file: the first line, surrounding whitespace trimmed. Returns
@@ -148,6 +171,9 @@ class AdminServer {
   void onRequest(evhttp_request* req);
   static void onWakeCb(evutil_socket_t fd, short what, void* self);
   void onWake();
+  static void onHistoryTickCb(evutil_socket_t fd, short what, void* self);
+  // Samples the route history and sets the timer for the next second.
+  bool sampleHistoryAndRearm();
 
   AdminRouter router_;
   std::shared_ptr<spdlog::logger> logger_;
@@ -157,6 +183,7 @@ class AdminServer {
   Fd wake_write_;
   std::unique_ptr<event_base, EventBaseDeleter> base_;
   std::unique_ptr<event, EventDeleter> wake_event_;
+  std::unique_ptr<event, EventDeleter> history_tick_;  // samples route history each second
   std::unique_ptr<evhttp, EvhttpDeleter> http_;
   uint16_t port_ = 0;
   std::thread thread_;

@@ -69,12 +69,10 @@ void appendEscaped(std::string& out, std::string_view v, bool label_value) {
 void appendEscapedLabelValue(std::string& out, std::string_view v) { appendEscaped(out, v, true); }
 void appendEscapedHelp(std::string& out, std::string_view v) { appendEscaped(out, v, false); }
 
-using LabelTuple = std::array<std::string, kMaxLabels>;
-
 // Appends `{a="x",b="y"` plus `extra` (already rendered) and the closing
 // brace; nothing when there are no labels at all.
-void appendLabels(std::string& out, const std::vector<std::string>& names, const LabelTuple& values,
-                  std::string_view extra = {}) {
+void appendLabels(std::string& out, const std::vector<std::string>& names,
+                  const std::array<std::string, kMaxLabels>& values, std::string_view extra = {}) {
   if (names.empty() && extra.empty()) return;
   out += '{';
   bool first = true;
@@ -398,63 +396,82 @@ void Registry::addCollector(std::function<void(WorkerMetrics&)> collector) {
   collectors_.push_back(std::move(collector));
 }
 
-namespace {
-
-struct Aggregate {
+struct Registry::Aggregate {
   uint64_t count = 0;
   double value = 0;
   bool seen = false;
   std::vector<uint64_t> buckets;
 };
 
-}  // namespace
+void Registry::mergeShard(const WorkerMetrics& shard, std::vector<AggregateMap>& aggs,
+                          size_t only_family) const {
+  std::lock_guard<std::mutex> lock(shard.mu_);
+  for (size_t f = 0; f < aggs.size(); ++f) {
+    if (only_family != kMaxFamilies && f != only_family) continue;
+    const FamilyDesc& d = desc(f);
+    for (const auto& [key, cell] : shard.cells_[f]) {
+      Aggregate& a = aggs[f][key.values];
+      switch (d.type) {
+        case MetricType::kCounter:
+          a.count += cell->count.load(std::memory_order_relaxed);
+          break;
+        case MetricType::kGauge: {
+          double v = cell->value.load(std::memory_order_relaxed);
+          if (d.merge == GaugeMerge::kSum) {
+            a.value += v;
+          } else if (!a.seen || v > a.value) {
+            a.value = v;
+          }
+          break;
+        }
+        case MetricType::kHistogram:
+          a.buckets.resize(cell->num_bounds + 1);
+          for (size_t i = 0; i <= cell->num_bounds; ++i)
+            a.buckets[i] += cell->buckets[i].load(std::memory_order_relaxed);
+          a.value += cell->value.load(std::memory_order_relaxed);
+          break;
+      }
+      a.seen = true;
+    }
+  }
+}
+
+std::vector<Registry::SeriesTotal> Registry::totals(FamilyId id) const {
+  std::vector<SeriesTotal> out;
+  const size_t num_families = family_count_.load(std::memory_order_acquire);
+  if (!id.valid() || id.index >= num_families) return out;
+  std::vector<AggregateMap> aggs(num_families);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& s : shards_) mergeShard(*s, aggs, id.index);
+  }
+  mergeShard(*global_, aggs, id.index);
+  for (auto& [labels, a] : aggs[id.index]) {
+    SeriesTotal t;
+    t.labels = labels;
+    t.count = a.count;
+    t.sum = a.value;
+    t.buckets = std::move(a.buckets);
+    out.push_back(std::move(t));
+  }
+  return out;
+}
 
 std::string Registry::renderPrometheus() const {
   const size_t num_families = family_count_.load(std::memory_order_acquire);
-  std::vector<std::map<LabelTuple, Aggregate>> agg(num_families);
-
-  auto merge = [&](const WorkerMetrics& shard) {
-    std::lock_guard<std::mutex> lock(shard.mu_);
-    for (size_t f = 0; f < num_families; ++f) {
-      const FamilyDesc& d = desc(f);
-      for (const auto& [key, cell] : shard.cells_[f]) {
-        Aggregate& a = agg[f][key.values];
-        switch (d.type) {
-          case MetricType::kCounter:
-            a.count += cell->count.load(std::memory_order_relaxed);
-            break;
-          case MetricType::kGauge: {
-            double v = cell->value.load(std::memory_order_relaxed);
-            if (d.merge == GaugeMerge::kSum) {
-              a.value += v;
-            } else if (!a.seen || v > a.value) {
-              a.value = v;
-            }
-            break;
-          }
-          case MetricType::kHistogram:
-            a.buckets.resize(cell->num_bounds + 1);
-            for (size_t i = 0; i <= cell->num_bounds; ++i)
-              a.buckets[i] += cell->buckets[i].load(std::memory_order_relaxed);
-            a.value += cell->value.load(std::memory_order_relaxed);
-            break;
-        }
-        a.seen = true;
-      }
-    }
-  };
+  std::vector<AggregateMap> agg(num_families);
 
   std::vector<std::function<void(WorkerMetrics&)>> collectors;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    for (const auto& s : shards_) merge(*s);
+    for (const auto& s : shards_) mergeShard(*s, agg);
     collectors = collectors_;
   }
-  merge(*global_);
+  mergeShard(*global_, agg);
   if (!collectors.empty()) {
     WorkerMetrics scratch(this, /*shared=*/true);
     for (const auto& c : collectors) c(scratch);
-    merge(scratch);
+    mergeShard(scratch, agg);
   }
 
   std::string out;

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -222,8 +223,30 @@ class Registry {
   // Renders every family, summed over shards, in text exposition format 0.0.4.
   std::string renderPrometheus() const;
 
+  // One series of a family summed over the worker shards and global() (not
+  // the scrape-time collectors): a counter's value in `count`; a histogram's
+  // observations per bucket (not cumulative; the last is +Inf) in `buckets`
+  // and their sum in `sum`; a gauge's value in `sum`.
+  struct SeriesTotal {
+    std::array<std::string, kMaxLabels> labels;
+    uint64_t count = 0;
+    double sum = 0;
+    std::vector<uint64_t> buckets;
+  };
+  // Every series of one family, for readers that want numbers rather than the
+  // exposition (the admin's per-second history). Locks each shard briefly, as
+  // a scrape does; empty for an invalid id.
+  std::vector<SeriesTotal> totals(FamilyId id) const;
+
  private:
   friend class WorkerMetrics;
+  struct Aggregate;
+  using LabelTuple = std::array<std::string, kMaxLabels>;
+  using AggregateMap = std::map<LabelTuple, Aggregate>;
+
+  // Adds the shard's series of families [0, aggs.size()) into `aggs`.
+  void mergeShard(const WorkerMetrics& shard, std::vector<AggregateMap>& aggs,
+                  size_t only_family = kMaxFamilies) const;
 
   struct FamilyDesc {
     std::string name;

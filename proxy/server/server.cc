@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -99,6 +100,9 @@ class Process {
     absl::MutexLock l(&snapshot_mu_);
     return snapshot_;
   }
+  // GET /status's part from the process: config file, workers, start, last reload.
+  nlohmann::json processStatus(int workers) const;
+  void recordReload(const absl::Status& result, const std::vector<std::string>& warnings);
 
   std::shared_ptr<const Config> config_;
   ServerOptions options_;
@@ -118,6 +122,9 @@ class Process {
   std::atomic<bool> draining_{false};
   std::atomic<bool> listeners_up_{false};
   bool exiting_ = false;
+  const absl::Time started_ = absl::Now();
+  mutable absl::Mutex status_mu_;
+  nlohmann::json last_reload_ ABSL_GUARDED_BY(status_mu_);  // null until the first reload
   event* grace_ = nullptr;
   event* worker_exit_ = nullptr;
 };
@@ -217,6 +224,7 @@ absl::StatusOr<int> Process::run() {
   };
   hooks.upstreams = [this] { return upstreamsState(*snapshot(), absl::Now()); };
   hooks.readiness_problems = [this] { return readinessProblems(*snapshot()); };
+  hooks.process_status = [this, workers] { return processStatus(workers); };
   hooks.listeners_up = [this] { return listeners_up_.load(); };
   hooks.draining = [this] { return draining_.load(); };
   hooks.drain = [this] {
@@ -296,6 +304,7 @@ absl::StatusOr<std::vector<std::string>> Process::reload() {
     log_->error("reload of {} failed; keeping the running configuration:\n{}", path,
                 std::string(s.message()));
     registry_->recordConfigReload(false);
+    recordReload(s, {});
     return s;
   };
   auto loaded = config::loadFile(path);
@@ -334,8 +343,31 @@ absl::StatusOr<std::vector<std::string>> Process::reload() {
   health_->update(healthTargets(**next));
   saturation_->update(saturationTargets(**next));
   registry_->recordConfigReload(true);
+  recordReload(absl::OkStatus(), warnings);
   log_->info("reloaded {} ({} route(s))", path, now.routes.size());
   return warnings;
+}
+
+void Process::recordReload(const absl::Status& result, const std::vector<std::string>& warnings) {
+  nlohmann::json j = {{"at", absl::FormatTime(absl::RFC3339_sec, absl::Now(), absl::UTCTimeZone())},
+                      {"ok", result.ok()},
+                      {"error", result.ok() ? nlohmann::json(nullptr)
+                                            : nlohmann::json(std::string(result.message()))},
+                      {"warnings", warnings}};
+  absl::MutexLock l(&status_mu_);
+  last_reload_ = std::move(j);
+}
+
+nlohmann::json Process::processStatus(int workers) const {
+  const absl::Time now = absl::Now();
+  nlohmann::json j = {
+      {"config_file", snapshot()->config->source_path},
+      {"workers", workers},
+      {"started_at", absl::FormatTime(absl::RFC3339_sec, started_, absl::UTCTimeZone())},
+      {"uptime_seconds", std::floor(absl::ToDoubleSeconds(now - started_) * 10) / 10}};
+  absl::MutexLock l(&status_mu_);
+  j["last_reload"] = last_reload_;
+  return j;
 }
 
 void Process::beginDrain(bool exit_after) {
