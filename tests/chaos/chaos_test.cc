@@ -20,8 +20,14 @@ namespace {
 
 using std::chrono::duration_cast;
 
-// Every timeout the routes below use, and the slack the issue allows on each.
+// Every timeout the routes below use, and the slack allowed on each: 50 ms, as promised. Under
+// ThreadSanitizer every step of airbag runs several times slower (reading a 2 MiB body alone
+// takes ~100 ms more), so there the bound only says the timeout fired, not how sharply.
+#if defined(__SANITIZE_THREAD__)
+constexpr int kSlackMs = 300;
+#else
 constexpr int kSlackMs = 50;
+#endif
 constexpr int kGuardedTotalMs = 800;
 constexpr int kStrictTotalMs = 400;
 constexpr int kStreamIdleMs = 300;
