@@ -33,6 +33,7 @@ PACKAGES=(
   clang libclang-rt-14-dev  # the fuzz targets (libFuzzer) and the ThreadSanitizer build
   python3     # the admission benchmark's load generator, and its short version in the tests
   chromium    # the status page's browser test (headless, driven over the DevTools pipe)
+  iproute2 iptables libnetfilter-queue-dev  # the chaos tests: namespaces, impairments, latency
 )
 
 LOG="$(mktemp -t airbag-setup.XXXXXX)"

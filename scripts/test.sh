@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Builds airbag and runs the whole test suite (unit and integration) in build/. With CI=true or
 # --sanitize it also builds build-asan/ with AddressSanitizer + UBSan and runs the suite there,
-# runs the fuzz targets for a short while (tests/fuzz/run.sh, in build-fuzz/), and runs the unit
-# tests under ThreadSanitizer (build-tsan/, clang). Exits non-zero if anything failed; the last
-# lines printed are ctest's summaries.
+# runs the fuzz targets for a short while (tests/fuzz/run.sh, in build-fuzz/), and runs the unit,
+# integration, chaos and soak tests under ThreadSanitizer (build-tsan/, clang). Exits non-zero if
+# anything failed; the last lines printed are ctest's summaries.
 #
 #   scripts/test.sh [--sanitize] [ctest arguments...]
 #
@@ -90,15 +90,22 @@ if [[ ${SANITIZE} -eq 1 ]]; then
   [[ -n ${FUZZ_SUMMARY} ]] || FUZZ_SUMMARY="fuzz: no summary (see above)"
   rm -f "${fuzz_out}"
 
-  # ThreadSanitizer: the unit tests (policy, config, json, http, pipeline, proxy), clang-built.
-  # A race report ends the test with a failure.
+  # ThreadSanitizer, clang-built: the unit, integration, chaos and soak tests, with the airbag
+  # and demo-model-server binaries they run built with TSan too (the corpus replays are single
+  # threaded, the deploy tests run no C++). A race report ends the process that found it: a test
+  # binary's fails its test; a child's fails the test that started it (the harness looks for it
+  # in the child's stderr).
   tsan_dir="${ROOT}/build-tsan"
+  tsan_started=${SECONDS}
   if build "${tsan_dir}" -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
       -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAIRBAG_TSAN=ON -DAIRBAG_BUILD_BENCH=OFF; then
-    TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" run_ctest "${tsan_dir}" -L unit \
-      || failed=1
+    tsan_built=${SECONDS}
+    TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" run_ctest "${tsan_dir}" \
+      -L '^(unit|integration|chaos|soak)$' || failed=1
+    TSAN_TIME="ThreadSanitizer: build $((tsan_built - tsan_started)) s, tests $((SECONDS - tsan_built)) s"
   else
     SUMMARY["${tsan_dir}"]="build failed"
+    TSAN_TIME="ThreadSanitizer: build failed after $((SECONDS - tsan_started)) s"
     failed=1
   fi
 fi
@@ -106,8 +113,9 @@ fi
 echo
 if [[ ${SANITIZE} -eq 1 ]]; then
   echo "${FUZZ_SUMMARY}"
-  echo "summary of build-tsan/ (unit tests):"
+  echo "summary of build-tsan/ (unit, integration, chaos and soak tests):"
   echo "${SUMMARY["${ROOT}/build-tsan"]}"
+  echo "${TSAN_TIME}"
 fi
 echo "summary of build/:"
 echo "${SUMMARY["${ROOT}/build"]}"

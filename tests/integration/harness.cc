@@ -40,6 +40,7 @@ namespace {
 constexpr size_t kMaxHeadBytes = 1 << 20;
 constexpr size_t kMaxChunkLineBytes = 4096;
 constexpr size_t kFailureDumpBytes = 8192;
+constexpr char kRaceReport[] = "WARNING: ThreadSanitizer:";
 
 // Owns one file descriptor.
 class UniqueFd {
@@ -385,13 +386,19 @@ absl::StatusOr<std::unique_ptr<Process>> Process::spawn(std::vector<std::string>
 
 Process::~Process() {
   if (pid_ <= 0) return;
+  kill();
+  std::string out = stdoutText(), err = stderrText();
+  // A race found in a child (airbag in the ThreadSanitizer build) fails the test that drove it,
+  // whether or not the child was still running when the test ended.
+  if (size_t at = err.find(kRaceReport); at != std::string::npos) {
+    ADD_FAILURE() << label_ << " (pid " << pid_ << ") reported a data race:\n"
+                  << err.substr(at, kFailureDumpBytes);
+  }
   if (::testing::Test::HasFailure()) {
-    std::string out = stdoutText(), err = stderrText();
     std::cerr << "---- " << label_ << " (pid " << pid_ << ") stdout ----\n"
               << tail(out, kFailureDumpBytes) << "\n---- " << label_ << " stderr ----\n"
               << tail(err, kFailureDumpBytes) << "\n---- end of " << label_ << " ----\n";
   }
-  kill();
 }
 
 std::string Process::stdoutText() const { return readFile(stdout_path_); }
@@ -478,6 +485,65 @@ void Process::kill() {
       std::cerr << label_ << " (pid " << pid_ << ") did not die after SIGKILL\n";
     }
   }
+}
+
+int64_t processResidentKib(pid_t pid) {
+  std::ifstream in(cat("/proc/", pid, "/status"));
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6));
+  }
+  return -1;
+}
+
+namespace {
+// Counts the entries of /proc/PID/fd whose link target passes `keep`; -1 if it cannot be read.
+int countFds(pid_t pid, const std::function<bool(const std::string&)>& keep) {
+  std::error_code ec;
+  int n = 0;
+  for (auto it = std::filesystem::directory_iterator(cat("/proc/", pid, "/fd"), ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    std::error_code rec;
+    std::string target = std::filesystem::read_symlink(it->path(), rec).string();
+    if (!rec && keep(target)) ++n;
+  }
+  return ec ? -1 : n;
+}
+}  // namespace
+
+int processOpenFds(pid_t pid) {
+  return countFds(pid, [](const std::string&) { return true; });
+}
+
+int processSockets(pid_t pid) {
+  return countFds(pid, [](const std::string& t) { return t.rfind("socket:[", 0) == 0; });
+}
+
+int processConnectionsTo(pid_t pid, int remote_port) {
+  std::set<std::string> inodes;
+  countFds(pid, [&](const std::string& t) {
+    if (t.rfind("socket:[", 0) == 0 && t.size() > 9) inodes.insert(t.substr(8, t.size() - 9));
+    return false;
+  });
+  int n = 0;
+  for (const char* table : {"/net/tcp", "/net/tcp6"}) {
+    std::ifstream in(cat("/proc/", pid, table));
+    std::string line;
+    std::getline(in, line);  // the column titles
+    while (std::getline(in, line)) {
+      // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ...
+      std::istringstream fields(line);
+      std::string sl, local, remote, st, txrx, trwhen, retr, uid, timeout, inode;
+      if (!(fields >> sl >> local >> remote >> st >> txrx >> trwhen >> retr >> uid >> timeout >>
+            inode)) {
+        continue;
+      }
+      size_t colon = remote.rfind(':');
+      if (colon == std::string::npos) continue;
+      if (std::stoi(remote.substr(colon + 1), nullptr, 16) != remote_port) continue;
+      if (inodes.count(inode)) ++n;
+    }
+  }
+  return n;
 }
 
 absl::StatusOr<CommandResult> runCommand(std::vector<std::string> argv, milliseconds timeout) {

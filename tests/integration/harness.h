@@ -171,6 +171,16 @@ class Process {
   std::optional<ExitStatus> exit_;
 };
 
+// What /proc/PID says about a running process, for tests that check a process returns to its
+// baseline: resident memory (VmRSS, KiB), open descriptors, and how many of them are sockets
+// (listeners, client and upstream connections). -1 when the process or field is gone.
+int64_t processResidentKib(pid_t pid);
+int processOpenFds(pid_t pid);
+int processSockets(pid_t pid);
+// The process's TCP connections whose remote port is `remote_port` (for instance its pooled
+// connections to an upstream), from the kernel's TCP tables as the process sees them.
+int processConnectionsTo(pid_t pid, int remote_port);
+
 // The result of a command run to completion.
 struct CommandResult {
   ExitStatus exit;

@@ -19,6 +19,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
+#include "gtest/gtest-spi.h"
 #include "gtest/gtest.h"
 
 namespace airbag::testing {
@@ -350,6 +351,28 @@ TEST(ProcessTest, SpawningAMissingProgramFails) {
   EXPECT_FALSE(Process::spawn({"airbag-harness-no-such-program"}).ok());
   auto proc = Process::spawn({"/nonexistent/airbag-harness-program"});
   EXPECT_FALSE(proc.ok());
+}
+
+// The ThreadSanitizer build relies on this: a race report in a child's stderr fails the test
+// that started it, even though the child is still running (or was killed) when the test ends.
+TEST(ProcessTest, ARaceReportInAChildsStderrFailsTheTest) {
+  EXPECT_NONFATAL_FAILURE(
+      {
+        auto p = Process::spawn({"sh", "-c",
+                                 "echo 'WARNING: ThreadSanitizer: data race (pid=1)' >&2; "
+                                 "exec sleep 30"});
+        ASSERT_TRUE(p.ok());
+        ASSERT_TRUE((*p)->waitForLine("ThreadSanitizer", milliseconds(5000)));
+      },
+      "reported a data race");
+}
+
+TEST(ProcessTest, AChildsOrdinaryStderrFailsNothing) {
+  auto p = Process::spawn({"sh", "-c", "echo 'WARNING: disk almost full' >&2; exec sleep 30"});
+  ASSERT_TRUE(p.ok());
+  ASSERT_TRUE((*p)->waitForLine("WARNING", milliseconds(5000)));
+  p->reset();
+  EXPECT_FALSE(::testing::Test::HasFailure());
 }
 
 TEST(ProcessTest, DestructionKillsTheWholeProcessGroup) {
