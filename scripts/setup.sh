@@ -26,6 +26,7 @@ PACKAGES=(
   build-essential cmake pkg-config git curl ca-certificates
   libevent-dev node-llhttp libyaml-cpp-dev libspdlog-dev libabsl-dev libre2-dev
   nlohmann-json3-dev rapidjson-dev libcurl4-openssl-dev libssl-dev
+  libhiredis-dev  # the shared cache tier: RESP encoding and reply parsing (no TLS in 0.14)
   libgtest-dev libgmock-dev libbenchmark-dev
   prometheus  # for promtool, which checks our metrics exposition and the chart's alerts
   unzip       # the chart tests take helm out of an npm package's zip
