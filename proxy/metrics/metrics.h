@@ -72,6 +72,9 @@ struct Families {
   FamilyId config_reloads_total;          // {result}
   FamilyId upstream_healthy;              // {upstream} gauge, 1 usable 0 down
   FamilyId health_probes_total;           // {upstream,result}
+  FamilyId shared_cache_lookups_total;    // {route,result}
+  FamilyId shared_cache_duration_seconds; // histogram, no labels
+  FamilyId shared_cache_errors_total;     // {op}
 };
 
 class Registry;

@@ -150,8 +150,10 @@ void Client::onTimer() {
   for (Pending& p : failing) complete(p, Result{Result::Kind::kFailed, {}}, now);
   // Commands past their deadline get a timeout now; their replies, when they
   // come, are read and dropped, so the connection stays in step.
-  for (Pending& p : queue_)
-    if (!p.counted && p.deadline <= now) complete(p, Result{Result::Kind::kTimeout, {}}, now);
+  // By index: a callback may send a command, which appends to the queue.
+  for (size_t i = 0; i < queue_.size(); ++i)
+    if (!queue_[i].counted && queue_[i].deadline <= now)
+      complete(queue_[i], Result{Result::Kind::kTimeout, {}}, now);
   armTimer();
 }
 

@@ -146,6 +146,30 @@ TEST_F(ClientTest, ATimeoutLeavesTheConnectionInStep) {
   EXPECT_EQ(client_->pending(), 0u);
 }
 
+// What the pipeline does: a lookup that timed out sends the next command
+// from inside its callback (the ladder asking Redis again).
+TEST_F(ClientTest, ACallbackMaySendTheNextCommand) {
+  startRedis();
+  makeClient(tierFor(redis_->port()));
+  ASSERT_TRUE(call({"SET", "k", "v"})->ok());
+  std::optional<Result> slept, second;
+  int timeouts = 0;
+  ASSERT_TRUE(client_->command({"DEBUG", "SLEEP", "0.2"}, absl::Seconds(2),
+                               [&](Result&& r) { slept = std::move(r); }));
+  for (int i = 0; i < 8; ++i) {
+    ASSERT_TRUE(client_->command({"GET", "k"}, absl::Milliseconds(10), [&](Result&& r) {
+      if (r.kind != Result::Kind::kTimeout) return;
+      if (++timeouts == 1)
+        client_->command({"GET", "k"}, absl::Seconds(2),
+                         [&](Result&& again) { second = std::move(again); });
+    }));
+  }
+  ASSERT_TRUE(runUntil([&] { return second.has_value(); }));
+  EXPECT_EQ(timeouts, 8);
+  ASSERT_TRUE(second->ok());
+  EXPECT_EQ(second->reply.str, "v");
+}
+
 TEST_F(ClientTest, FailuresComeFromTheLoopAndTheBreakerStopsAsking) {
   startRedis();
   int port = redis_->port();
