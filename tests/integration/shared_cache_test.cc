@@ -129,6 +129,15 @@ TEST_F(SharedCacheTest, TwoAirbagsShareAnswers) {
                 .value_or(0),
             1);
 
+  // GET /routes/{name} shows the tier and its breaker.
+  Response route = (*b)->admin("GET", "/routes/shared");
+  ASSERT_EQ(route.status, 200) << route.body;
+  nlohmann::json shared_state = route.json()["state"]["cache"]["shared"];
+  EXPECT_EQ(shared_state["redis"], redis_->url());
+  EXPECT_EQ(shared_state["breaker"], "closed");
+  Response local_route = (*b)->admin("GET", "/routes/local");
+  EXPECT_FALSE(local_route.json()["state"]["cache"].contains("shared"));
+
   // A route without shared: true neither writes to nor reads from Redis,
   // and its hits carry no tier header.
   Response local = (*a)->fetch("POST", "/v2/models/local/infer", {}, kInfer);
