@@ -22,7 +22,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       libc6 libgcc-s1 libstdc++6 \
       libabsl20220623 libre2-9 libyaml-cpp0.7 libspdlog1.10 libfmt9 \
-      libevent-2.1-7 libevent-core-2.1-7 libevent-pthreads-2.1-7 \
+      libevent-2.1-7 libevent-core-2.1-7 libevent-pthreads-2.1-7 libhiredis0.14 \
       libcurl4 libssl3 libnghttp2-14 libbrotli1 libzstd1 zlib1g libidn2-0 libunistring2 \
       libpsl5 librtmp1 libssh2-1 libldap-2.5-0 libsasl2-2 libgssapi-krb5-2 libkrb5-3 \
       libk5crypto3 libkrb5support0 libcom-err2 libkeyutils1 libgnutls30 libhogweed6 \

@@ -26,6 +26,7 @@ PACKAGES=(
   build-essential cmake pkg-config git curl ca-certificates
   libevent-dev node-llhttp libyaml-cpp-dev libspdlog-dev libabsl-dev libre2-dev
   nlohmann-json3-dev rapidjson-dev libcurl4-openssl-dev libssl-dev
+  libhiredis-dev  # the shared cache tier: RESP encoding and reply parsing (no TLS in 0.14)
   libgtest-dev libgmock-dev libbenchmark-dev
   prometheus  # for promtool, which checks our metrics exposition and the chart's alerts
   unzip       # the chart tests take helm out of an npm package's zip
@@ -34,6 +35,7 @@ PACKAGES=(
   python3     # the admission benchmark's load generator, and its short version in the tests
   chromium    # the status page's browser test (headless, driven over the DevTools pipe)
   iproute2 iptables libnetfilter-queue-dev  # the chaos tests: namespaces, impairments, latency
+  redis-server redis-tools  # the shared cache tier's tests: a real Redis, started by the tests
 )
 
 LOG="$(mktemp -t airbag-setup.XXXXXX)"
@@ -76,7 +78,7 @@ if [[ ${#missing[@]} -gt 0 ]]; then
       exit 1
     fi
   fi
-  # Installing the prometheus package must not leave a Prometheus server running: while
+  # Installing the prometheus or redis-server package must not leave a server running: while
   # policy-rc.d answers 101, package scripts start no services.
   if [[ ! -e ${POLICY_RC_D} ]]; then
     OWN_POLICY_RC_D=1
@@ -86,14 +88,16 @@ if [[ ${#missing[@]} -gt 0 ]]; then
   quiet "${SUDO[@]}" apt-get update -q
   quiet "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
     --no-install-recommends "${missing[@]}"
-  # Belt and braces, should the service have been started anyway: we only wanted promtool.
-  if printf '%s\n' "${missing[@]}" | grep -qx prometheus; then
-    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
-      quiet "${SUDO[@]}" systemctl disable --now prometheus
-    elif [[ -x /etc/init.d/prometheus ]] && "${SUDO[@]}" /etc/init.d/prometheus status >/dev/null 2>&1; then
-      quiet "${SUDO[@]}" /etc/init.d/prometheus stop
+  # Belt and braces, should a service have been started anyway: we only wanted promtool, and
+  # the tests start their own redis-server on free loopback ports.
+  for service in prometheus redis-server; do
+    printf '%s\n' "${missing[@]}" | grep -qx "${service}" || continue
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "${service}" 2>/dev/null; then
+      quiet "${SUDO[@]}" systemctl disable --now "${service}"
+    elif [[ -x /etc/init.d/${service} ]] && "${SUDO[@]}" "/etc/init.d/${service}" status >/dev/null 2>&1; then
+      quiet "${SUDO[@]}" "/etc/init.d/${service}" stop
     fi
-  fi
+  done
 fi
 
 if [[ ${DEPS_ONLY} -eq 1 ]]; then exit 0; fi

@@ -71,8 +71,22 @@ struct SheddingConfig {
   uint32_t max_in_flight = 1024;
 };
 
+// The fleet-wide second cache tier in Redis (`cache.shared`).
+struct SharedCacheConfig {
+  std::string redis;  // the URL as written: redis://[[user]:password@]host[:port][/db]
+  std::string host;
+  uint16_t port = 6379;
+  int db = 0;
+  std::string username;       // from the URL's user part; empty: the default user
+  std::string password_file;  // empty: no AUTH
+  absl::Duration timeout = absl::Milliseconds(5);  // each lookup
+  bool coalesce = false;  // cross-pod fill lock (not built yet: refused at load)
+  bool cluster = false;   // Redis Cluster (not built yet: refused at load)
+};
+
 struct GlobalCacheConfig {
   uint64_t max_bytes = 256ull * 1024 * 1024;
+  std::optional<SharedCacheConfig> shared;
 };
 
 struct UpstreamTlsConfig {
@@ -237,6 +251,7 @@ struct RouteCacheConfig {
   CacheKeyConfig key;
   uint64_t max_entry_bytes = 1024 * 1024;
   bool streams = false;
+  bool shared = false;  // also use the fleet tier (cache.shared)
 };
 
 enum class JsonType { kObject, kArray, kString, kNumber, kBoolean, kNull };

@@ -159,7 +159,8 @@ Json routeJson(const RouteConfig& r) {
                       {"headers", c.key.headers},
                       {"query", c.key.query}}},
                     {"max_entry_bytes", c.max_entry_bytes},
-                    {"streams", c.streams}};
+                    {"streams", c.streams},
+                    {"shared", c.shared}};
   }
   if (r.validate) {
     Json checks = Json::array();
@@ -303,6 +304,14 @@ std::string toJson(const Config& config) {
                 {"format", config.log.format == LogFormat::kJson ? "json" : "text"}};
   if (config.shedding) out["shedding"] = {{"max_in_flight", config.shedding->max_in_flight}};
   out["cache"] = {{"max_bytes", config.cache.max_bytes}};
+  if (const auto& s = config.cache.shared) {
+    Json shared = {{"redis", s->redis},
+                   {"timeout", duration(s->timeout)},
+                   {"coalesce", s->coalesce},
+                   {"cluster", s->cluster}};
+    if (!s->password_file.empty()) shared["password_file"] = "<set>";
+    out["cache"]["shared"] = std::move(shared);
+  }
   out["readiness"] = {{"require_upstream", config.readiness.require_upstream}};
   Json upstreams = Json::object();
   for (const UpstreamConfig& u : config.upstreams) {

@@ -190,8 +190,13 @@ void Loader::readRoot(const YAML::Node& root) {
     if (s.valid()) config_.shedding = shedding;
   }
   if (const Entry* e = m.find("cache")) {
-    MapReader c(diag_, e->value, "cache", {"max_bytes"});
+    MapReader c(diag_, e->value, "cache", {"max_bytes", "shared"});
     if (auto v = read_.size(c.find("max_bytes"), 1)) config_.cache.max_bytes = *v;
+    if (const Entry* s = c.find("shared")) {
+      SharedCacheConfig shared;
+      readSharedCache(*s, shared);
+      config_.cache.shared = std::move(shared);
+    }
   }
   if (const Entry* e = m.find("readiness")) {
     MapReader r(diag_, e->value, "readiness", {"require_upstream"});
@@ -200,6 +205,9 @@ void Loader::readRoot(const YAML::Node& root) {
   }
   if (const Entry* e = m.require("upstreams")) readUpstreams(*e);
   if (const Entry* e = m.require("routes")) readRoutes(*e);
+  if (!config_.cache.shared)
+    for (const YAML::Mark& mark : shared_routes_)
+      diag_.error(mark, "cache.shared: true needs the global cache.shared (where Redis is)");
 
   // Two fixed ports that would have to be the same socket.
   auto collide = [](const HostPort& x, const HostPort& y) {

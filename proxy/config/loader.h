@@ -84,6 +84,9 @@ class Loader {
   void readPredicate(const YAML::Node& node, Predicate& p);
   void readRespond(const Entry& e, RespondConfig& out);
   void readFault(const Entry& e, FaultConfig& f);
+  void readSharedCache(const Entry& e, SharedCacheConfig& s);  // shared_cache_loader.cc
+  // Routes with cache.shared: true, checked once `cache.shared` is known.
+  std::vector<YAML::Mark> shared_routes_;
   void checkUpstreamRef(const Entry& e, const std::string& name);
   void checkRegex(const YAML::Mark& mark, std::string_view key, const std::string& pattern);
   void checkPointer(const Entry& e, const std::string& pointer);

@@ -71,6 +71,17 @@ std::vector<std::string> keepRestartOnly(const Config& running, Config& next) {
         shown("log.format", formatText(next.log.format), formatText(running.log.format)));
     next.log.format = running.log.format;
   }
+  // Each worker's Redis connection is made once, at start.
+  const auto& ns = next.cache.shared;
+  const auto& rs = running.cache.shared;
+  bool same_shared = ns.has_value() == rs.has_value() &&
+                     (!ns || (ns->redis == rs->redis && ns->password_file == rs->password_file &&
+                              ns->timeout == rs->timeout && ns->coalesce == rs->coalesce &&
+                              ns->cluster == rs->cluster));
+  if (!same_shared) {
+    warnings.push_back(hidden("cache.shared"));
+    next.cache.shared = running.cache.shared;
+  }
   return warnings;
 }
 

@@ -279,7 +279,7 @@ void Loader::readBreaker(const Entry& e, CircuitBreakerConfig& b) {
 void Loader::readRouteCache(const Entry& e, RouteCacheConfig& c) {
   MapReader m(diag_, e.value, "cache",
               {"ttl", "stale_while_revalidate", "stale_if_error", "statuses",
-               "respect_cache_control", "key", "max_entry_bytes", "streams"});
+               "respect_cache_control", "key", "max_entry_bytes", "streams", "shared"});
   if (auto v = read_.duration(m.find("ttl"), false)) c.ttl = *v;
   if (auto v = read_.duration(m.find("stale_while_revalidate"))) c.stale_while_revalidate = *v;
   if (auto v = read_.duration(m.find("stale_if_error"))) c.stale_if_error = *v;
@@ -329,6 +329,10 @@ void Loader::readRouteCache(const Entry& e, RouteCacheConfig& c) {
   }
   if (auto v = read_.size(m.find("max_entry_bytes"), 1)) c.max_entry_bytes = *v;
   if (auto v = read_.boolean(m.find("streams"))) c.streams = *v;
+  if (const Entry* sh = m.find("shared")) {
+    if (auto v = read_.boolean(sh)) c.shared = *v;
+    if (c.shared) shared_routes_.push_back(sh->mark());
+  }
 }
 
 void Loader::readValidate(const Entry& e, ValidateConfig& v) {

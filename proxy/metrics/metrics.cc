@@ -341,6 +341,20 @@ Registry::Registry(absl::Time start_time) : start_time_(start_time) {
       "Admission decisions, by outcome: admitted, queued (admitted after waiting), saturated and "
       "adaptive-limit (sent down the ladder), displaced.",
       {"route", "outcome"});
+  f.shared_cache_lookups_total = defineCounter(
+      "airbag_shared_cache_lookups_total",
+      "Lookups in the shared (Redis) cache tier after a local miss, by result: hit, stale, "
+      "miss, error (timeout, failure, damaged value), skipped (its breaker is open).",
+      {"route", "result"});
+  f.shared_cache_duration_seconds = defineHistogram(
+      "airbag_shared_cache_duration_seconds",
+      "Time from sending a lookup to the shared (Redis) cache tier to its answer, in seconds.", {},
+      durationBuckets());
+  f.shared_cache_errors_total = defineCounter(
+      "airbag_shared_cache_errors_total",
+      "Commands to the shared (Redis) cache tier that went wrong, by op: get (timed out or "
+      "failed), set (timed out, failed, or not sent while its breaker is open).",
+      {"op"});
 }
 
 Registry::~Registry() = default;

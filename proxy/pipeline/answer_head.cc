@@ -13,7 +13,7 @@ void appendAnswerHead(std::string& out, int status, const HeaderPairs& headers,
   // The literals below come to under 256 bytes, plus four numbers.
   size_t bound = 256 + 4 * http::BoundedWriter::kMaxDecimal + reason.size() +
                  content_type.size() + meta.source.size() + meta.cache.size() +
-                 meta.admission.size() + meta.request_id.size();
+                 meta.admission.size() + meta.cache_tier.size() + meta.request_id.size();
   for (const auto& [name, value] : headers) bound += name.size() + value.size() + 4;
   http::BoundedWriter w(out, bound);
   w.add("HTTP/1.1 ", status, " ", reason, "\r\n");
@@ -22,6 +22,7 @@ void appendAnswerHead(std::string& out, int status, const HeaderPairs& headers,
   w.add("x-airbag-source: ", meta.source, "\r\nx-airbag-attempts: ", meta.attempts, "\r\n");
   if (!meta.cache.empty()) w.add("x-airbag-cache: ", meta.cache, "\r\n");
   if (!meta.admission.empty()) w.add("x-airbag-admission: ", meta.admission, "\r\n");
+  if (!meta.cache_tier.empty()) w.add("x-airbag-cache-tier: ", meta.cache_tier, "\r\n");
   if (!meta.request_id.empty()) w.add("x-request-id: ", meta.request_id, "\r\n");
   if (meta.retry_after_seconds) w.add("retry-after: ", *meta.retry_after_seconds, "\r\n");
   switch (framing) {

@@ -21,6 +21,7 @@ struct AnswerMeta {
   std::string_view request_id;  // x-request-id; empty: not sent
   std::string_view cache;       // x-airbag-cache; empty (a route without a cache): not sent
   std::string_view admission;   // x-airbag-admission; empty (admission played no part): not sent
+  std::string_view cache_tier;  // x-airbag-cache-tier (local, shared); empty: not sent
   std::optional<int> retry_after_seconds;
   bool close = false;              // "connection: close"
   bool http10_keep_alive = false;  // "connection: keep-alive" for an HTTP/1.0 client

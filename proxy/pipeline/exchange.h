@@ -26,6 +26,10 @@
 #include "proxy/pipeline/upstream_try.h"
 #include "proxy/pipeline/worker_context.h"
 
+namespace airbag::shared_cache {
+struct Result;
+}
+
 namespace airbag::pipeline {
 
 // A parsed request, owned by the connection until Downstream::responseDone.
@@ -53,11 +57,13 @@ class Exchange final : private UpstreamTry::Owner,
     kFault,
     kCacheLookup,
     kCoalesced,  // waiting for another request's fetch of the same cache key
+    kSharedLookup,  // asking the shared (Redis) tier after a local miss
     kCircuitBreaker,
     kAdmission,  // waiting in the route's admission queue (saturated or at its limit)
     kBulkhead,   // waiting for a bulkhead slot (queued)
     kAttempt,    // a try to the route's upstream is in flight
     kBackoff,    // waiting to retry
+    kSharedStale,  // the ladder's stale rung asking the shared tier
     kFallback,   // a try to a fallback upstream is in flight
     kStreaming,  // a streamed answer is being relayed; no way back
     kDone,
@@ -78,6 +84,9 @@ class Exchange final : private UpstreamTry::Owner,
   // was granted, an admission decided, or the cache fill this request waits
   // on is over.
   void onWake();
+
+  // The shared tier's answer to this exchange's lookup (exchange_shared.cc).
+  void onSharedResult(shared_cache::Result&& result);
 
   bool busy() const { return stage_ != Stage::kIdle && stage_ != Stage::kDone; }
   Stage stage() const { return stage_; }
@@ -137,6 +146,10 @@ class Exchange final : private UpstreamTry::Owner,
     int fault_status = 503;
     AnswerSource source = AnswerSource::kUpstream;
     std::string_view cache_status;  // x-airbag-cache: "" (no cache), hit, stale, miss, bypass
+    std::string_view cache_tier;    // x-airbag-cache-tier of a shared route: "shared" from Redis
+    bool shared_stale_tried = false;
+    Failure shared_failure = Failure::kUnavailable;  // what sent the ladder to the shared tier
+    absl::Time shared_sent;
     bool stale_tried = false;
     size_t fallback_next = 0;            // the next ladder step to try
     std::optional<size_t> fallback_try;  // the fallback step whose upstream is being tried
@@ -204,6 +217,14 @@ class Exchange final : private UpstreamTry::Owner,
   void maybeStore(absl::Time now);
   void countLookup(std::string_view result);
 
+  // The shared tier (exchange_shared.cc). Each asks Redis for the key and
+  // returns true with the stage entered, or false when the route does not use
+  // the tier or the client refused (its breaker is open): go on without it.
+  bool lookupShared(absl::Time now);
+  bool staleFromShared(Failure failure, absl::Time now);
+  bool askShared(Stage stage, absl::Time now);
+  void countShared(std::string_view result);
+
   // The ladder (exchange_fallback.cc).
   void runFallback(Failure failure, absl::Time now);
   bool startFallbackTry(size_t step, absl::Time now);
@@ -240,6 +261,7 @@ class Exchange final : private UpstreamTry::Owner,
   std::string request_id_;
   std::string source_label_;
   std::string cache_key_;  // empty: not cacheable
+  std::string shared_key_;  // its Redis key
   std::string upstream_head_;
   std::string scratch_;
   HeaderPairs scratch_headers_;

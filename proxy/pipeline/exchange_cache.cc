@@ -10,6 +10,7 @@
 #include "proxy/pipeline/answer_rules.h"
 #include "proxy/pipeline/exchange.h"
 #include "proxy/pipeline/revalidation.h"
+#include "proxy/pipeline/shared_tier.h"
 
 namespace airbag::pipeline {
 namespace {
@@ -102,6 +103,7 @@ void Exchange::lookupCache(absl::Time now) {
   wait_generation_ = generation_;
   if (store.joinFill(cache_key_, this) == policy::CacheStore::Fill::kLeader) {
     r_.holds.fill = FillLeadership(&store, cache_key_);
+    if (lookupShared(now)) return;  // the fleet's tier first (exchange_shared.cc)
     checkBreaker(now);
     return;
   }
@@ -127,6 +129,8 @@ void Exchange::serveEntry(const policy::CacheEntry& e, AnswerSource source,
   setSource(source);
   r_.status = e.status;
   AnswerMeta meta = answerMeta();
+  // Only a route with two tiers says which one answered.
+  if (r_.route->cache->shared) meta.cache_tier = r_.cache_tier.empty() ? "local" : r_.cache_tier;
   bool head_only = r_.view.method == "HEAD";
   bool chunked = e.stream && r_.view.version_minor >= 1;
   Framing framing = chunked    ? Framing::kChunked
@@ -180,10 +184,12 @@ void Exchange::maybeStore(absl::Time now) {
   std::shared_ptr<policy::CacheEntry> entry =
       makeCacheEntry(*r_.route, cache_key_, r_.status, try_.keptHeaders(), std::move(body),
                      try_.streaming(), try_.eventStream(), try_.cacheControl(), now);
-  if (entry && r_.snapshot->cache->insert(entry, c.max_entry_bytes))
+  if (entry && r_.snapshot->cache->insert(entry, c.max_entry_bytes)) {
+    writeShared(ctx_, *r_.route, *entry, now);
     r_.holds.fill.complete(std::move(entry));
-  else
+  } else {
     r_.holds.fill.reset();
+  }
 }
 
 }  // namespace airbag::pipeline

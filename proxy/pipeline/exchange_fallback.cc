@@ -45,6 +45,10 @@ void Exchange::runFallback(Failure failure, absl::Time now) {
       return;
     }
   }
+  // No stale answer here: another pod's may be in the shared tier.
+  if (route.cache && !cache_key_.empty() && r_.cache_status != "bypass" &&
+      staleFromShared(failure, now))
+    return;
   const Snapshot::Fallbacks& fb = r_.snapshot->fallbacks[r_.route_index];
   while (r_.fallback_next < route.fallback.size()) {
     size_t i = r_.fallback_next++;

@@ -3,6 +3,7 @@
 
 #include "proxy/metrics/metrics.h"
 #include "proxy/pipeline/answer_rules.h"
+#include "proxy/pipeline/shared_tier.h"
 
 namespace airbag::pipeline {
 
@@ -55,7 +56,8 @@ void Revalidation::onTryDone(absl::Time now) {
     auto entry = makeCacheEntry(route_, key_, try_.status(), std::move(try_.keptHeaders()),
                                 std::move(try_.mutableBody()), try_.streaming(),
                                 try_.eventStream(), try_.cacheControl(), now);
-    stored = entry && snapshot_->cache->insert(std::move(entry), route_.cache->max_entry_bytes);
+    stored = entry && snapshot_->cache->insert(entry, route_.cache->max_entry_bytes);
+    if (stored) writeShared(ctx_, route_, *entry, now);  // the fleet gets the refresh too
   }
   if (!stored) snapshot_->cache->revalidationDone(key_);
   if (ctx_.metrics)

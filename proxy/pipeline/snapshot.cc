@@ -11,6 +11,28 @@
 #include "proxy/upstream/curl_library.h"
 
 namespace airbag::pipeline {
+namespace {
+
+// The first address of `host` (blocking); `what` names it in the error.
+absl::Status resolve(const std::string& host, uint16_t port, const std::string& what,
+                     sockaddr_storage* address, socklen_t* length) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV;
+  addrinfo* res = nullptr;
+  std::string port_text = std::to_string(port);
+  int rc = getaddrinfo(host.c_str(), port_text.c_str(), &hints, &res);
+  if (rc != 0 || !res)
+    return absl::UnavailableError(
+        absl::StrCat(what, ": cannot resolve '", host, "': ", gai_strerror(rc)));
+  std::memcpy(address, res->ai_addr, res->ai_addrlen);
+  *length = res->ai_addrlen;
+  freeaddrinfo(res);
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 RouteTable::RouteTable(RouteTable&&) noexcept = default;
 RouteTable& RouteTable::operator=(RouteTable&&) noexcept = default;
@@ -82,19 +104,10 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> Snapshot::build(
     }
     ResolvedUpstream r;
     r.config = &u;
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
-    addrinfo* res = nullptr;
-    std::string port = std::to_string(u.port);
-    int rc = getaddrinfo(u.host.c_str(), port.c_str(), &hints, &res);
-    if (rc != 0 || !res)
-      return absl::UnavailableError(absl::StrCat("upstream ", u.name, ": cannot resolve '", u.host,
-                                                 "': ", gai_strerror(rc)));
-    std::memcpy(&r.address, res->ai_addr, res->ai_addrlen);
-    r.address_len = res->ai_addrlen;
-    freeaddrinfo(res);
+    if (absl::Status ok = resolve(u.host, u.port, absl::StrCat("upstream ", u.name), &r.address,
+                                  &r.address_len);
+        !ok.ok())
+      return ok;
     if (previous)
       for (const ResolvedUpstream& old : previous->upstreams)
         if (old.config->name == u.name) {
@@ -145,6 +158,19 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> Snapshot::build(
     snap->cache = previous->cache;  // cached answers survive a reload
   else
     snap->cache = std::make_shared<policy::CacheStore>(config->cache.max_bytes);
+  if (previous && previous->shared_tier) {
+    snap->shared_tier = previous->shared_tier;
+  } else if (config->cache.shared) {
+    const SharedCacheConfig& sc = *config->cache.shared;
+    sockaddr_storage address{};
+    socklen_t length = 0;
+    if (absl::Status ok = resolve(sc.host, sc.port, "cache.shared.redis", &address, &length);
+        !ok.ok())
+      return ok;
+    auto tier = shared_cache::makeTier(sc, address, length);
+    if (!tier.ok()) return tier.status();
+    snap->shared_tier = *std::move(tier);
+  }
   if (config->shedding) {
     if (previous && previous->shedder)
       snap->shedder = previous->shedder;  // in-flight counts carry over

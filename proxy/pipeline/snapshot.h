@@ -16,6 +16,7 @@
 #include "proxy/http/headers.h"
 #include "proxy/json/rules.h"
 #include "proxy/pipeline/route_runtime.h"
+#include "proxy/shared_cache/tier.h"
 #include "proxy/upstream/upstream_health.h"
 #include "proxy/upstream/upstream_saturation.h"
 
@@ -79,6 +80,9 @@ struct Snapshot {
   // The one response cache of the process (cache.max_bytes), shared by all
   // routes and workers; carried over on reload.
   std::shared_ptr<policy::CacheStore> cache;
+  // The shared (Redis) cache tier; null without `cache.shared`. Restart-only:
+  // carried over on reload.
+  std::shared_ptr<const shared_cache::Tier> shared_tier;
   // Global load shedding; null without `shedding`.
   std::shared_ptr<policy::Shedder> shedder;
 

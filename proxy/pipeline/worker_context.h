@@ -30,6 +30,9 @@ class WorkerMetrics;
 namespace airbag::log {
 class AccessLogWriter;
 }
+namespace airbag::shared_cache {
+class Client;
+}
 
 namespace airbag::pipeline {
 
@@ -48,6 +51,7 @@ struct WorkerContext {
   Inbox* inbox = nullptr;
   std::shared_ptr<const Snapshot> snapshot;
   std::vector<UpstreamClient*> upstreams;  // by snapshot upstream index; owned by the worker
+  shared_cache::Client* shared_cache = nullptr;  // cache.shared; owned by the worker
   metrics::WorkerMetrics* metrics = nullptr;
   log::AccessLogWriter* access_log = nullptr;
   std::shared_ptr<spdlog::logger> logger;

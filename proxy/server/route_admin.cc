@@ -87,6 +87,14 @@ Json routeState(const pipeline::Snapshot& snap, std::string_view route, absl::Ti
                   {"stale", rt->lookups(L::kStale)},
                   {"misses", rt->lookups(L::kMiss)},
                   {"bypassed", rt->lookups(L::kBypass)}};
+    const RouteConfig* rc = nullptr;
+    for (const RouteConfig& r : snap.config->routes)
+      if (r.name == route) rc = &r;
+    if (snap.shared_tier && rc && rc->cache && rc->cache->shared)
+      j["cache"]["shared"] = {
+          {"redis", snap.shared_tier->settings().url},
+          {"breaker",
+           std::string(policy::circuitStateLabel(snap.shared_tier->breaker().state(now)))}};
   }
   if (auto f = rt->faultOverride()) {
     j["fault"] = {{"source", "admin"},

@@ -75,6 +75,8 @@ Worker::~Worker() {
     if (l->listener) evconnlistener_free(l->listener);
   access_log_.flush();
   ctx_.upstreams.clear();
+  ctx_.shared_cache = nullptr;
+  shared_client_.reset();
   passive_.clear();
   curl_clients_.clear();
   pools_.clear();
@@ -94,6 +96,12 @@ void Worker::applySnapshot(std::shared_ptr<const pipeline::Snapshot> snapshot) {
     clients.push_back(client);
   }
   ctx_.upstreams = std::move(clients);
+  // The shared tier is restart-only: a reload carries the same one over, and
+  // this worker's connection with it.
+  if (snapshot->shared_tier && !shared_client_)
+    shared_client_ = std::make_unique<shared_cache::Client>(ctx_.base, dispatcher_,
+                                                            snapshot->shared_tier, ctx_.logger);
+  ctx_.shared_cache = shared_client_.get();
   ctx_.snapshot = std::move(snapshot);
 }
 

@@ -21,6 +21,7 @@
 #include "proxy/pipeline/event_dispatcher.h"
 #include "proxy/pipeline/inbox.h"
 #include "proxy/pipeline/worker_context.h"
+#include "proxy/shared_cache/client.h"
 #include "proxy/upstream/curl_client.h"
 #include "proxy/upstream/http_pool.h"
 #include "proxy/upstream/passive_health_client.h"
@@ -120,6 +121,7 @@ class Worker {
   // The same for https:// upstreams (libcurl) and the passive-health wrappers.
   std::vector<std::unique_ptr<upstream::CurlClient>> curl_clients_;
   std::vector<std::unique_ptr<upstream::PassiveHealthClient>> passive_;
+  std::unique_ptr<shared_cache::Client> shared_client_;  // cache.shared: this worker's connection
   absl::Mutex pending_mu_;
   std::shared_ptr<const pipeline::Snapshot> pending_ ABSL_GUARDED_BY(pending_mu_);
   std::list<std::unique_ptr<ClientConnection>> conns_;

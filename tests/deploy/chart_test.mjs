@@ -167,6 +167,8 @@ for (const [name, files] of valueSets) {
 for (const [name, sets] of [
   ["classic sidecar", ["airbag.sidecar=container"]],
   ["admin token", ["airbag.adminTokenSecret=airbag-admin"]],
+  ["shared cache", ["airbag.sharedCache.redis=redis://redis:6379",
+    "airbag.sharedCache.passwordSecret=airbag-redis"]],
   ["hot reload", ["airbag.reload=hot"]],
   ["monitors", ["metrics.serviceMonitor.enabled=true", "metrics.podMonitor.enabled=true",
     "metrics.prometheusRule.enabled=true", "metrics.dashboard.enabled=true"]],
@@ -178,6 +180,17 @@ for (const [name, sets] of [
 {
   const token = helmTemplate([], ["airbag.adminTokenSecret=airbag-admin"]);
   equal(renderedConfig(token.docs)?.admin.token_file, "/var/run/airbag/admin/token", "admin token file");
+  const shared = helmTemplate([], ["airbag.sharedCache.redis=redis://redis:6379",
+    "airbag.sharedCache.passwordSecret=airbag-redis"]);
+  const sharedConfig = renderedConfig(shared.docs)?.cache?.shared;
+  equal(sharedConfig?.redis, "redis://redis:6379", "shared cache: redis url");
+  equal(sharedConfig?.password_file, "/var/run/airbag/redis/password", "shared cache: password file");
+  equal(sharedConfig?.timeout, "5ms", "shared cache: timeout");
+  const sharedPod = shared.docs.find((d) => d.kind === "Deployment")?.spec.template.spec;
+  check(sharedPod?.volumes?.some((v) => v.secret?.secretName === "airbag-redis"),
+    "shared cache: the password Secret is not mounted");
+  check(renderedConfig(helmTemplate([], []).docs)?.cache?.shared === undefined,
+    "shared cache: on without airbag.sharedCache.redis");
   const classic = helmTemplate([], ["airbag.sidecar=container"]).docs.find((d) => d.kind === "Deployment");
   const c = classic?.spec.template.spec.containers.find((x) => x.name === "airbag");
   check(c?.lifecycle?.preStop?.exec, "classic sidecar: airbag has no preStop for the endpoint lag");

@@ -26,7 +26,8 @@ fi
 
 # Longest input per target: configs and HTTP streams need room, the header values do not.
 declare -A MAX_LEN=([config_fuzz]=4096 [request_framing_fuzz]=2048 [response_framing_fuzz]=2048
-                    [json_fuzz]=2048 [header_values_fuzz]=256 [prometheus_text_fuzz]=2048)
+                    [json_fuzz]=2048 [header_values_fuzz]=256 [prometheus_text_fuzz]=2048
+                    [shared_entry_fuzz]=2048)
 TARGETS=("$@")
 if [[ ${#TARGETS[@]} -eq 0 ]]; then
   TARGETS=()

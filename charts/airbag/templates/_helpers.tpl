@@ -57,6 +57,17 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $_ := set $admin "token_file" "/var/run/airbag/admin/token" -}}
 {{- end -}}
 {{- $_ := set $config "admin" $admin -}}
+{{- with .Values.airbag.sharedCache -}}
+{{- if .redis -}}
+{{- $cache := default (dict) $config.cache -}}
+{{- $shared := dict "redis" .redis "timeout" .timeout -}}
+{{- if .passwordSecret -}}
+{{- $_ := set $shared "password_file" "/var/run/airbag/redis/password" -}}
+{{- end -}}
+{{- $_ := set $cache "shared" $shared -}}
+{{- $_ := set $config "cache" $cache -}}
+{{- end -}}
+{{- end -}}
 {{- toYaml $config -}}
 {{- end -}}
 
@@ -134,6 +145,9 @@ volumeMounts:
   {{- if .Values.airbag.adminTokenSecret }}
   - { name: airbag-admin-token, mountPath: /var/run/airbag/admin, readOnly: true }
   {{- end }}
+  {{- if and .Values.airbag.sharedCache.redis .Values.airbag.sharedCache.passwordSecret }}
+  - { name: airbag-redis-password, mountPath: /var/run/airbag/redis, readOnly: true }
+  {{- end }}
 {{- end -}}
 
 {{/* The volumes the airbag container mounts. */}}
@@ -147,6 +161,12 @@ volumeMounts:
   secret:
     secretName: {{ .Values.airbag.adminTokenSecret }}
     items: [ { key: token, path: token } ]
+{{- end }}
+{{- if and .Values.airbag.sharedCache.redis .Values.airbag.sharedCache.passwordSecret }}
+- name: airbag-redis-password
+  secret:
+    secretName: {{ .Values.airbag.sharedCache.passwordSecret }}
+    items: [ { key: password, path: password } ]
 {{- end }}
 {{- end -}}
 

@@ -1,0 +1,100 @@
+// A real redis-server (Debian's) for tests: on a free 127.0.0.1 port, no
+// persistence, killed with the test. Header-only on top of the harness.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "tests/integration/harness.h"
+
+namespace airbag::testing {
+
+class RedisServer {
+ public:
+  struct Options {
+    std::string password;  // requirepass, when not empty
+  };
+
+  static absl::StatusOr<std::unique_ptr<RedisServer>> start(Options options = {}) {
+    std::unique_ptr<RedisServer> r(new RedisServer());
+    r->options_ = std::move(options);
+    absl::StatusOr<std::unique_ptr<TempDir>> dir = TempDir::create("airbag-redis");
+    if (!dir.ok()) return dir.status();
+    r->dir_ = *std::move(dir);
+    // Another process may take the free port first: try a few.
+    absl::Status last = absl::UnavailableError("no attempt");
+    for (int i = 0; i < 5; ++i) {
+      r->port_ = freePort();
+      last = r->launch();
+      if (last.ok()) return r;
+    }
+    return last;
+  }
+
+  int port() const { return port_; }
+  std::string url() const { return absl::StrCat("redis://127.0.0.1:", port_); }
+  Process& process() { return *process_; }
+
+  // Kills the server (SIGKILL, as a crash would).
+  void kill() {
+    if (process_) process_->kill();
+    process_.reset();
+  }
+  // Starts it again on the same port, empty.
+  absl::Status restart() {
+    kill();
+    return launch();
+  }
+
+  // Runs redis-cli against the server; its standard output.
+  absl::StatusOr<std::string> cli(std::vector<std::string> args,
+                                  milliseconds timeout = milliseconds(10000)) const {
+    std::vector<std::string> argv = {"redis-cli", "-h", "127.0.0.1", "-p",
+                                     std::to_string(port_)};
+    if (!options_.password.empty()) {
+      argv.push_back("--no-auth-warning");
+      argv.push_back("-a");
+      argv.push_back(options_.password);
+    }
+    for (std::string& a : args) argv.push_back(std::move(a));
+    absl::StatusOr<CommandResult> r = runCommand(std::move(argv), timeout);
+    if (!r.ok()) return r.status();
+    if (!r->exit.success())
+      return absl::InternalError(absl::StrCat("redis-cli: ", r->exit.toString(), " ", r->err));
+    return r->out;
+  }
+
+ private:
+  RedisServer() = default;
+
+  absl::Status launch() {
+    std::vector<std::string> argv = {"redis-server",     "--port",         std::to_string(port_),
+                                     "--bind",           "127.0.0.1",      "--save",
+                                     "",                 "--appendonly",   "no",
+                                     "--dir",            dir_->path().string(),
+                                     "--enable-debug-command", "local", "--protected-mode", "no"};
+    if (!options_.password.empty()) {
+      argv.push_back("--requirepass");
+      argv.push_back(options_.password);
+    }
+    absl::StatusOr<std::unique_ptr<Process>> p = Process::spawn(std::move(argv));
+    if (!p.ok()) return p.status();
+    process_ = *std::move(p);
+    if (!waitForPort(port_, milliseconds(10000)) || !process_->running()) {
+      process_.reset();
+      return absl::UnavailableError(absl::StrCat("redis-server did not listen on ", port_));
+    }
+    return absl::OkStatus();
+  }
+
+  Options options_;
+  int port_ = 0;
+  std::unique_ptr<TempDir> dir_;
+  std::unique_ptr<Process> process_;
+};
+
+}  // namespace airbag::testing

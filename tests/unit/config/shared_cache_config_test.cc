@@ -1,0 +1,113 @@
+// `cache.shared` and a route's `cache.shared`: the URL's parts, defaults, the
+// errors (each at its line and column), GET /config's form of it, and that a
+// reload keeps the running value (it is read only at start).
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "proxy/config/config_json.h"
+#include "proxy/config/config_loader.h"
+#include "proxy/config/restart_only.h"
+
+namespace airbag::config {
+namespace {
+
+using ::testing::HasSubstr;
+
+// One upstream and one route; the route's `cache:` value follows on its line.
+constexpr char kRoute[] =
+    "upstreams:\n"
+    "  model: {url: \"http://127.0.0.1:8000\"}\n"
+    "routes:\n"
+    "  - name: r\n"
+    "    upstream: model\n"
+    "    match: {}\n"
+    "    cache: ";
+
+// `cache.shared` set to `shared`, the route opting in.
+std::string withShared(const std::string& shared) {
+  return "cache:\n  shared: " + shared + "\n" + kRoute + "{shared: true}\n";
+}
+
+std::string errorOf(const std::string& yaml) {
+  auto c = loadString(yaml, "t.yaml");
+  return c.ok() ? "" : std::string(c.status().message());
+}
+
+TEST(SharedCacheConfig, UrlPartsAndDefaults) {
+  auto c = loadString(withShared("{redis: \"redis://cache@redis.internal:6380/2\", "
+                                 "password_file: pw}"),
+                      "t.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_TRUE((*c)->cache.shared);
+  const SharedCacheConfig& s = *(*c)->cache.shared;
+  EXPECT_EQ(s.host, "redis.internal");
+  EXPECT_EQ(s.port, 6380);
+  EXPECT_EQ(s.db, 2);
+  EXPECT_EQ(s.username, "cache");
+  EXPECT_EQ(s.password_file, "pw");
+  EXPECT_EQ(s.timeout, absl::Milliseconds(5));
+  EXPECT_FALSE(s.coalesce);
+  EXPECT_TRUE((*c)->routes[0].cache->shared);
+
+  auto plain = loadString(withShared("{redis: \"redis://[::1]\", timeout: 20ms}"), "t.yaml");
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ((*plain)->cache.shared->host, "::1");
+  EXPECT_EQ((*plain)->cache.shared->port, 6379);
+  EXPECT_EQ((*plain)->cache.shared->db, 0);
+  EXPECT_EQ((*plain)->cache.shared->timeout, absl::Milliseconds(20));
+}
+
+TEST(SharedCacheConfig, ErrorsNameTheKeyAndItsPlace) {
+  EXPECT_THAT(errorOf(withShared("{redis: \"rediss://r:6379\"}")),
+              HasSubstr("t.yaml:2:19: cache.shared.redis 'rediss://r:6379' rediss:// (TLS to "
+                        "Redis) is not supported yet"));
+  EXPECT_THAT(errorOf(withShared("{redis: \"http://r\"}")),
+              HasSubstr("must start with redis://"));
+  EXPECT_THAT(errorOf(withShared("{redis: \"redis://u:secret@r\"}")),
+              HasSubstr("holds a password; put it in password_file instead"));
+  EXPECT_THAT(errorOf(withShared("{redis: \"redis://r/x\"}")),
+              HasSubstr("database 'x' is not a number in 0..1023"));
+  EXPECT_THAT(errorOf(withShared("{redis: \"redis://r\", timeout: 2s}")),
+              HasSubstr("cache.shared.timeout must be at most 1s"));
+  EXPECT_THAT(errorOf(withShared("{redis: \"redis://r\", coalesce: true}")),
+              HasSubstr("cache.shared.coalesce is not supported yet"));
+  EXPECT_THAT(errorOf(withShared("{redis: \"redis://r\", cluster: true}")),
+              HasSubstr("cache.shared.cluster (Redis Cluster) is not supported yet"));
+  EXPECT_THAT(errorOf(withShared("{timeout: 5ms}")), HasSubstr("redis"));
+  EXPECT_THAT(errorOf(withShared("{redis: \"redis://r\", colour: red}")),
+              HasSubstr("unknown key 'colour' in cache.shared"));
+  // A route asking for the tier when there is none.
+  std::string no_tier = std::string(kRoute) + "{shared: true}\n";
+  EXPECT_THAT(errorOf(no_tier), HasSubstr("t.yaml:7:21: cache.shared: true needs the global "
+                                          "cache.shared (where Redis is)"));
+}
+
+TEST(SharedCacheConfig, GetConfigShowsItWithoutThePasswordFileAndItLoadsBack) {
+  auto c = loadString(withShared("{redis: \"redis://r:6379\", password_file: /secret/pw}"),
+                      "t.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  nlohmann::json j = nlohmann::json::parse(toJson(**c));
+  EXPECT_EQ(j["cache"]["shared"]["redis"], "redis://r:6379");
+  EXPECT_EQ(j["cache"]["shared"]["password_file"], "<set>");
+  EXPECT_EQ(j["cache"]["shared"]["timeout"], "5ms");
+  EXPECT_EQ(j["routes"][0]["cache"]["shared"], true);
+  auto again = loadString(j.dump(), "t.json");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ((*again)->cache.shared->host, "r");
+}
+
+TEST(SharedCacheConfig, AReloadKeepsTheRunningTier) {
+  auto running = loadString(withShared("{redis: \"redis://a\"}"), "t.yaml");
+  auto next = loadString(withShared("{redis: \"redis://b\"}"), "t.yaml");
+  ASSERT_TRUE(running.ok() && next.ok());
+  Config n = **next;
+  std::vector<std::string> warnings = keepRestartOnly(**running, n);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_THAT(warnings[0], HasSubstr("cache.shared changed"));
+  EXPECT_EQ(n.cache.shared->host, "a");
+}
+
+}  // namespace
+}  // namespace airbag::config

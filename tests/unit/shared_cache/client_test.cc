@@ -1,0 +1,211 @@
+// The per-worker Redis client against a real redis-server on loopback, on a
+// real event loop: commands and AUTH, a timeout that leaves the connection in
+// step, failures reported from the loop (never from inside command()), and
+// the breaker that stops asking after repeated failures and tries again.
+#include "proxy/shared_cache/client.h"
+
+#include <event2/event.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "airbag/clock.h"
+#include "proxy/pipeline/event_dispatcher.h"
+#include "tests/integration/redis_server.h"
+
+namespace airbag::shared_cache {
+namespace {
+
+using testing::RedisServer;
+
+struct EventBaseFree {
+  void operator()(event_base* b) const { event_base_free(b); }
+};
+
+class ClientTest : public ::testing::Test {
+ protected:
+  void startRedis(std::string password = "") {
+    auto r = RedisServer::start({password});
+    ASSERT_TRUE(r.ok()) << r.status();
+    redis_ = *std::move(r);
+  }
+
+  std::shared_ptr<const Tier> tierFor(int port, std::string password = "",
+                                      std::string username = "") {
+    TierSettings s;
+    s.url = "redis://127.0.0.1:" + std::to_string(port);
+    s.host = "127.0.0.1";
+    s.port = port;
+    auto* in = reinterpret_cast<sockaddr_in*>(&s.address);
+    in->sin_family = AF_INET;
+    in->sin_port = htons(static_cast<uint16_t>(port));
+    in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    s.address_len = sizeof(sockaddr_in);
+    s.password = std::move(password);
+    s.username = std::move(username);
+    return std::make_shared<const Tier>(std::move(s));
+  }
+
+  void makeClient(std::shared_ptr<const Tier> tier) {
+    client_ = std::make_unique<Client>(base_.get(), dispatcher_, std::move(tier), nullptr);
+  }
+
+  // Runs the loop until `done` or 5 s have passed.
+  template <typename Fn>
+  bool runUntil(Fn done) {
+    absl::Time end = absl::Now() + absl::Seconds(5);
+    while (!done()) {
+      if (absl::Now() > end) return false;
+      timeval tv{0, 5000};
+      event_base_loopexit(base_.get(), &tv);
+      event_base_dispatch(base_.get());
+    }
+    return true;
+  }
+
+  // Sends one command and waits for its result.
+  std::optional<Result> call(std::initializer_list<std::string_view> args,
+                             absl::Duration timeout = absl::Seconds(2)) {
+    std::optional<Result> got;
+    if (!client_->command(args, timeout, [&](Result&& r) { got = std::move(r); }))
+      return std::nullopt;
+    EXPECT_TRUE(runUntil([&] { return got.has_value(); }));
+    return got;
+  }
+
+  std::unique_ptr<event_base, EventBaseFree> base_{event_base_new()};
+  RealClock clock_;
+  pipeline::EventDispatcher dispatcher_{base_.get(), clock_};
+  std::unique_ptr<RedisServer> redis_;
+  std::unique_ptr<Client> client_;
+};
+
+TEST_F(ClientTest, SetGetAndUnlink) {
+  startRedis();
+  makeClient(tierFor(redis_->port()));
+  std::string value("bin\0ary\r\n", 9);
+  auto set = call({"SET", "k", value, "PX", "10000"});
+  ASSERT_TRUE(set);
+  EXPECT_TRUE(set->ok());
+  EXPECT_TRUE(set->reply.isOk());
+  auto get = call({"GET", "k"});
+  ASSERT_TRUE(get && get->ok());
+  EXPECT_EQ(get->reply.str, value);
+  auto nx = call({"SET", "k", "other", "NX", "PX", "10000"});
+  ASSERT_TRUE(nx && nx->ok());
+  EXPECT_EQ(nx->reply.type, Reply::Type::kNil);  // NX: not set, the key exists
+  auto unlink = call({"UNLINK", "k"});
+  ASSERT_TRUE(unlink && unlink->ok());
+  EXPECT_EQ(unlink->reply.integer, 1);
+  auto gone = call({"GET", "k"});
+  ASSERT_TRUE(gone && gone->ok());
+  EXPECT_EQ(gone->reply.type, Reply::Type::kNil);
+  EXPECT_TRUE(client_->connected());
+}
+
+TEST_F(ClientTest, AuthWithThePassword) {
+  startRedis("s3cret");
+  makeClient(tierFor(redis_->port(), "s3cret"));
+  auto set = call({"SET", "k", "v"});
+  ASSERT_TRUE(set);
+  EXPECT_TRUE(set->ok()) << set->reply.str;
+  // A wrong password: the server refuses, the command fails, nothing hangs.
+  makeClient(tierFor(redis_->port(), "wrong"));
+  auto refused = call({"GET", "k"});
+  ASSERT_TRUE(refused);
+  EXPECT_FALSE(refused->ok());
+}
+
+TEST_F(ClientTest, ATimeoutLeavesTheConnectionInStep) {
+  startRedis();
+  makeClient(tierFor(redis_->port()));
+  ASSERT_TRUE(call({"SET", "k", "v"})->ok());
+  // Redis sleeps 300 ms; a GET sent meanwhile times out at its own deadline.
+  std::optional<Result> slept, timed_out;
+  ASSERT_TRUE(client_->command({"DEBUG", "SLEEP", "0.3"}, absl::Seconds(2),
+                               [&](Result&& r) { slept = std::move(r); }));
+  absl::Time sent = absl::Now();
+  ASSERT_TRUE(client_->command({"GET", "k"}, absl::Milliseconds(20),
+                               [&](Result&& r) { timed_out = std::move(r); }));
+  ASSERT_TRUE(runUntil([&] { return timed_out.has_value(); }));
+  absl::Duration took = absl::Now() - sent;
+  EXPECT_EQ(timed_out->kind, Result::Kind::kTimeout);
+  EXPECT_GE(took, absl::Milliseconds(20));
+  EXPECT_LT(took, absl::Milliseconds(250)) << "the timeout waited for Redis";
+  ASSERT_TRUE(runUntil([&] { return slept.has_value(); }));
+  EXPECT_TRUE(slept->ok());
+  // The late reply to the timed-out GET was read and dropped: the next reply
+  // is this command's own.
+  auto get = call({"ECHO", "mine"});
+  ASSERT_TRUE(get && get->ok());
+  EXPECT_EQ(get->reply.str, "mine");
+  EXPECT_EQ(client_->pending(), 0u);
+}
+
+// What the pipeline does: a lookup that timed out sends the next command
+// from inside its callback (the ladder asking Redis again).
+TEST_F(ClientTest, ACallbackMaySendTheNextCommand) {
+  startRedis();
+  makeClient(tierFor(redis_->port()));
+  ASSERT_TRUE(call({"SET", "k", "v"})->ok());
+  std::optional<Result> slept, second;
+  int timeouts = 0;
+  ASSERT_TRUE(client_->command({"DEBUG", "SLEEP", "0.2"}, absl::Seconds(2),
+                               [&](Result&& r) { slept = std::move(r); }));
+  for (int i = 0; i < 8; ++i) {
+    ASSERT_TRUE(client_->command({"GET", "k"}, absl::Milliseconds(10), [&](Result&& r) {
+      if (r.kind != Result::Kind::kTimeout) return;
+      if (++timeouts == 1)
+        client_->command({"GET", "k"}, absl::Seconds(2),
+                         [&](Result&& again) { second = std::move(again); });
+    }));
+  }
+  ASSERT_TRUE(runUntil([&] { return second.has_value(); }));
+  EXPECT_EQ(timeouts, 8);
+  ASSERT_TRUE(second->ok());
+  EXPECT_EQ(second->reply.str, "v");
+}
+
+TEST_F(ClientTest, FailuresComeFromTheLoopAndTheBreakerStopsAsking) {
+  startRedis();
+  int port = redis_->port();
+  redis_->kill();
+  makeClient(tierFor(port));
+  int failures = 0;
+  bool refused = false;
+  for (int i = 0; i < 20 && !refused; ++i) {
+    std::optional<Result> got;
+    bool sent = client_->command({"GET", "k"}, absl::Seconds(1),
+                                 [&](Result&& r) { got = std::move(r); });
+    if (!sent) {
+      refused = true;
+      break;
+    }
+    EXPECT_FALSE(got.has_value()) << "called from inside command()";
+    ASSERT_TRUE(runUntil([&] { return got.has_value(); }));
+    EXPECT_EQ(got->kind, Result::Kind::kFailed);
+    ++failures;
+  }
+  EXPECT_TRUE(refused);
+  EXPECT_EQ(failures, static_cast<int>(redisBreakerConfig().consecutive_failures));
+  bool open = false;
+  EXPECT_FALSE(client_->tier().breakerChanged(absl::Now(), &open));  // already reported once
+  // Redis comes back; after the open time one probe goes through and closes it.
+  ASSERT_TRUE(redis_->restart().ok());
+  std::optional<Result> back;
+  ASSERT_TRUE(runUntil([&] {
+    if (back && back->ok()) return true;
+    back.reset();
+    if (!client_->command({"PING"}, absl::Seconds(1), [&](Result&& r) { back = std::move(r); }))
+      return false;
+    return runUntil([&] { return back.has_value(); }) && back->ok();
+  }));
+  EXPECT_EQ(back->reply.str, "PONG");
+}
+
+}  // namespace
+}  // namespace airbag::shared_cache
