@@ -100,8 +100,12 @@ if [[ ${SANITIZE} -eq 1 ]]; then
   if build "${tsan_dir}" -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
       -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAIRBAG_TSAN=ON -DAIRBAG_BUILD_BENCH=OFF; then
     tsan_built=${SECONDS}
+    # Not yet here: the integration suites of the TLS listener, the status page (a browser
+    # beside the process), admission and the shared cache, whose timing bounds have not been
+    # sized for ThreadSanitizer's slowdown; their unit tests do run here.
     TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" run_ctest "${tsan_dir}" \
-      -L '^(unit|integration|chaos|soak)$' || failed=1
+      -L '^(unit|integration|chaos|soak)$' \
+      -E '^(TlsListenerTest|StatusPageTest|AdmissionTest|SharedCacheTest)\.' || failed=1
     TSAN_TIME="ThreadSanitizer: build $((tsan_built - tsan_started)) s, tests $((SECONDS - tsan_built)) s"
   else
     SUMMARY["${tsan_dir}"]="build failed"
