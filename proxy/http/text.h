@@ -13,9 +13,9 @@
 
 namespace airbag::http {
 
-inline void appendDecimal(std::string& out, int64_t v) {
-  char buf[24];
-  char* end = buf + sizeof(buf);
+// Writes `v` in decimal so that it ends just before `end`; returns where it
+// starts. At most 20 characters.
+inline char* decimalBefore(char* end, int64_t v) {
   char* p = end;
   uint64_t u = v < 0 ? 0 - static_cast<uint64_t>(v) : static_cast<uint64_t>(v);
   do {
@@ -23,6 +23,13 @@ inline void appendDecimal(std::string& out, int64_t v) {
     u /= 10;
   } while (u != 0);
   if (v < 0) *--p = '-';
+  return p;
+}
+
+inline void appendDecimal(std::string& out, int64_t v) {
+  char buf[24];
+  char* end = buf + sizeof(buf);
+  char* p = decimalBefore(end, v);
   out.append(p, static_cast<size_t>(end - p));
 }
 
@@ -93,14 +100,7 @@ class BoundedWriter {
     } else if constexpr (std::is_integral_v<T> && !std::is_same_v<T, char>) {
       char buf[24];
       char* e = buf + sizeof(buf);
-      char* q = e;
-      int64_t v = static_cast<int64_t>(a);
-      uint64_t u = v < 0 ? 0 - static_cast<uint64_t>(v) : static_cast<uint64_t>(v);
-      do {
-        *--q = static_cast<char>('0' + u % 10);
-        u /= 10;
-      } while (u != 0);
-      if (v < 0) *--q = '-';
+      char* q = decimalBefore(e, static_cast<int64_t>(a));
       copy(q, static_cast<size_t>(e - q));
     } else if constexpr (std::is_same_v<T, char>) {
       copy(&a, 1);
