@@ -55,13 +55,24 @@ bool StreamSocket::adopt(int fd, ssl_ctx_st* tls) {
   return false;
 }
 
-bool StreamSocket::connect(const sockaddr* address, socklen_t length, absl::Duration timeout) {
+bool StreamSocket::connect(const sockaddr* address, socklen_t length, absl::Duration timeout,
+                           const TlsClientTarget* tls) {
   close();
   fd_ = ::socket(address->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd_ < 0) return false;
   if (!makeEvents()) {
     close();
     return false;
+  }
+  if (tls != nullptr) {
+    // Made now, so output written while connecting is kept for TLS (owned,
+    // never borrowed); the handshake starts once TCP is up.
+    tls_ = TlsSession::connect(*tls, fd_);
+    if (!tls_) {
+      close();
+      return false;
+    }
+    connect_deadline_ = absl::Now() + timeout;
   }
   if (address->sa_family == AF_INET || address->sa_family == AF_INET6) {
     int one = 1;
@@ -90,6 +101,7 @@ ssize_t StreamSocket::read(char* buf, size_t capacity) {
 bool StreamSocket::handshakeDone() const { return !tls_ || tls_->established(); }
 bool StreamSocket::resumed() const { return tls_ && tls_->resumed(); }
 bool StreamSocket::plainHttp() const { return tls_ && tls_->plainHttp(); }
+std::string StreamSocket::tlsError() const { return tls_ ? tls_->error() : std::string(); }
 
 void StreamSocket::dropTls() {
   tls_.reset();
@@ -134,6 +146,8 @@ void StreamSocket::replayBuffered() {
 }
 
 void StreamSocket::setReading(bool on) {
+  read_wanted_ = on;
+  if (handshaking_) return;  // the handshake owns the read event until it ends
   if (on == reading_ || !read_ev_) return;
   if (on)
     event_add(read_ev_.get(), nullptr);
@@ -283,8 +297,12 @@ bool StreamSocket::flushTls() {
   return true;
 }
 
-void StreamSocket::readCb(int, short, void* arg) {
+void StreamSocket::readCb(int, short what, void* arg) {
   auto* self = static_cast<StreamSocket*>(arg);
+  if (self->handshaking_) {
+    self->continueHandshake(what);
+    return;
+  }
   if (self->tls_write_wants_read_) {
     self->tls_write_wants_read_ = false;
     self->armWrite();
@@ -297,6 +315,10 @@ void StreamSocket::writeCb(int, short what, void* arg) {
 }
 
 void StreamSocket::onWriteEvent(short what) {
+  if (handshaking_) {
+    continueHandshake(what);
+    return;
+  }
   if (connecting_) {
     int error = connect_error_;
     if (error == 0 && (what & EV_TIMEOUT)) error = ETIMEDOUT;
@@ -304,18 +326,14 @@ void StreamSocket::onWriteEvent(short what) {
       socklen_t len = sizeof(error);
       if (getsockopt(fd_, SOL_SOCKET, SO_ERROR, &error, &len) != 0) error = errno;
     }
-    // The connect wait (and its timeout) ends here; output written meanwhile
-    // goes out now, and anything left keeps the write event, without a timeout.
-    event_del(write_ev_.get());
-    writing_ = false;
-    if (error == 0) {
-      connecting_ = false;
-      if (pending() > 0) {
-        flush();  // an error here shows on the next write event
-        if (pending() > 0) armWrite();
-      }
+    if (error == 0 && tls_) {
+      handshaking_ = true;
+      event_del(write_ev_.get());
+      writing_ = false;
+      continueHandshake(0);
+      return;
     }
-    listener_->onConnected(error);
+    endConnect(error);
     return;
   }
   if (tls_read_wants_write_) {
@@ -341,6 +359,58 @@ void StreamSocket::onWriteEvent(short what) {
   listener_->onFlushed();
 }
 
+void StreamSocket::endConnect(int error) {
+  // The connect wait (and its timeout) ends here; output written meanwhile
+  // goes out now, and anything left keeps the write event, without a timeout.
+  event_del(write_ev_.get());
+  writing_ = false;
+  if (handshaking_) {
+    event_del(read_ev_.get());  // its timeout goes with it
+    reading_ = false;
+    handshaking_ = false;
+    if (read_wanted_) setReading(true);
+  }
+  if (error == 0) {
+    connecting_ = false;
+    if (pending() > 0) {
+      flush();  // an error here shows on the next write event
+      if (pending() > 0) armWrite();
+    }
+  }
+  listener_->onConnected(error);
+}
+
+void StreamSocket::continueHandshake(short what) {
+  if (what & EV_TIMEOUT) {
+    endConnect(ETIMEDOUT);
+    return;
+  }
+  switch (tls_->handshake()) {
+    case TlsSession::Handshake::kDone:
+      endConnect(0);
+      return;
+    case TlsSession::Handshake::kFailed:
+    case TlsSession::Handshake::kClosed:
+      endConnect(EPROTO);
+      return;
+    case TlsSession::Handshake::kWouldBlock:
+      break;
+  }
+  absl::Duration left = connect_deadline_ - absl::Now();
+  if (left <= absl::ZeroDuration()) {
+    endConnect(ETIMEDOUT);
+    return;
+  }
+  // Wait on the one direction the handshake needs, bounded by what is left
+  // of the connect timeout.
+  timeval tv = absl::ToTimeval(left);
+  bool wants_write = tls_->want() == TlsSession::Want::kWrite;
+  event_del(wants_write ? read_ev_.get() : write_ev_.get());
+  event_add(wants_write ? write_ev_.get() : read_ev_.get(), &tv);
+  writing_ = wants_write;
+  reading_ = !wants_write;
+}
+
 void StreamSocket::stop() {
   if (read_ev_) event_del(read_ev_.get());
   if (write_ev_) event_del(write_ev_.get());
@@ -360,6 +430,8 @@ void StreamSocket::close() {
   reading_ = false;
   writing_ = false;
   connecting_ = false;
+  handshaking_ = false;
+  read_wanted_ = false;
   connect_error_ = 0;
   out_.clear();
   out_off_ = 0;

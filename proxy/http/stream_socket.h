@@ -15,6 +15,7 @@
 #include <string>
 #include <string_view>
 
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 
 struct event;
@@ -24,6 +25,7 @@ struct event_base;
 namespace airbag::http {
 
 class TlsSession;
+struct TlsClientTarget;
 
 struct EventFree {
   void operator()(event* e) const;
@@ -72,8 +74,13 @@ class StreamSocket {
   bool adopt(int fd, ssl_ctx_st* tls = nullptr);
   // Starts a non-blocking connect; onConnected reports how it ended, from the
   // loop. False only when no socket could be made. Output written meanwhile is
-  // queued and sent once connected.
-  bool connect(const sockaddr* address, socklen_t length, absl::Duration timeout);
+  // queued and sent once connected. With `tls` (the target must outlive the
+  // call only; its context and session cache the socket), the socket is the
+  // client side of a TLS connection: onConnected comes after the handshake,
+  // `timeout` bounds both, and a failed handshake reports EPROTO with
+  // tlsError() saying why.
+  bool connect(const sockaddr* address, socklen_t length, absl::Duration timeout,
+               const TlsClientTarget* tls = nullptr);
 
   bool connecting() const { return connecting_; }
   bool tls() const { return tls_ != nullptr; }
@@ -85,6 +92,8 @@ class StreamSocket {
   // dropTls() to answer it in plain HTTP.
   bool plainHttp() const;
   void dropTls();
+  // TLS: why the handshake failed (empty if it did not).
+  std::string tlsError() const;
   int fd() const { return fd_; }
 
   // Reads at most `capacity` bytes into `buf`. Returns the count (> 0), 0 at
@@ -116,7 +125,12 @@ class StreamSocket {
   void close();
 
  private:
-  static void readCb(int, short, void* arg);
+  static void readCb(int, short what, void* arg);
+  // Client TLS: drives the handshake on after the TCP connect; `what` is the
+  // event that fired (EV_TIMEOUT: the connect timeout passed).
+  void continueHandshake(short what);
+  // The connect (TCP and TLS) ended: both events off, then onConnected.
+  void endConnect(int error);
   static void writeCb(int, short what, void* arg);
   void onWriteEvent(short what);
   bool makeEvents();
@@ -148,6 +162,9 @@ class StreamSocket {
   bool reading_ = false;
   bool writing_ = false;
   bool connecting_ = false;
+  bool handshaking_ = false;   // client TLS: the TCP connect is done, the handshake is not
+  bool read_wanted_ = false;   // what the owner last asked of setReading()
+  absl::Time connect_deadline_;
   bool tls_read_wants_write_ = false;  // a TLS read waits for the socket to be writable
   bool tls_write_wants_read_ = false;  // a TLS write waits for it to be readable
 };

@@ -1,12 +1,17 @@
-// Server-side TLS; see tls.h.
+// Server- and client-side TLS; see tls.h.
 #include "proxy/http/tls.h"
 
+#include <arpa/inet.h>
 #include <openssl/err.h>
+#include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
 #include <openssl/x509err.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <fstream>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
 
@@ -24,6 +29,9 @@ constexpr char kTls12Ciphers[] =
 constexpr size_t kTicketKeysBytes = 80;
 
 constexpr unsigned char kSessionContext[] = "airbag";
+
+// The one protocol either side offers by ALPN, in its wire form.
+constexpr unsigned char kAlpnHttp11[] = "\x08http/1.1";
 
 // What OpenSSL's error queue says, oldest first; the queue is left empty.
 std::string sslErrors() {
@@ -49,9 +57,8 @@ absl::Status failed(const std::string& what) {
 // than a failed handshake (a client offering only h2 may still fall back).
 int selectAlpn(SSL*, const unsigned char** out, unsigned char* out_len, const unsigned char* in,
                unsigned int in_len, void*) {
-  static const unsigned char kHttp11[] = "\x08http/1.1";
   unsigned char* chosen = nullptr;
-  if (SSL_select_next_proto(&chosen, out_len, kHttp11, sizeof(kHttp11) - 1, in, in_len) ==
+  if (SSL_select_next_proto(&chosen, out_len, kAlpnHttp11, sizeof(kAlpnHttp11) - 1, in, in_len) ==
       OPENSSL_NPN_NEGOTIATED) {
     *out = chosen;
     return SSL_TLSEXT_ERR_OK;
@@ -59,7 +66,83 @@ int selectAlpn(SSL*, const unsigned char** out, unsigned char* out_len, const un
   return SSL_TLSEXT_ERR_NOACK;
 }
 
+// The settings both sides share: TLS 1.2+, no renegotiation (a peer could
+// make us spend CPU at will), no compression, a peer that closes without
+// close_notify is a normal end (HTTP framing guards the data); partial writes
+// (one record per SSL_write, so unsent bytes stay ours to queue); released
+// buffers (an idle keep-alive connection holds no 34 KiB); whole records read
+// in one recv, not header then body.
+bool commonSettings(SSL_CTX* c, int min_version) {
+  SSL_CTX_set_min_proto_version(c, min_version);
+  SSL_CTX_set_options(c, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF |
+                             SSL_OP_NO_COMPRESSION);
+  SSL_CTX_set_mode(c, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                          SSL_MODE_RELEASE_BUFFERS);
+  SSL_CTX_set_read_ahead(c, 1);
+  return SSL_CTX_set_cipher_list(c, kTls12Ciphers) == 1;
+}
+
+// A client connection's new session (TLS 1.3: a ticket that arrives after the
+// handshake) goes to its pool's cache, which the SSL's app data points at.
+int storeSession(SSL* ssl, SSL_SESSION* session) {
+  auto* cache = static_cast<TlsSessionCache*>(SSL_get_app_data(ssl));
+  if (cache == nullptr || SSL_SESSION_is_resumable(session) != 1) return 0;
+  cache->put(session);
+  return 1;  // the cache owns it now
+}
+
+bool isIpAddress(const std::string& name) {
+  unsigned char buf[sizeof(in6_addr)];
+  return inet_pton(AF_INET, name.c_str(), buf) == 1 || inet_pton(AF_INET6, name.c_str(), buf) == 1;
+}
+
 }  // namespace
+
+absl::StatusOr<std::shared_ptr<const ClientTls>> makeClientTls(
+    const ClientTlsSettings& settings, const std::string& what,
+    std::shared_ptr<const ClientTls> previous) {
+  std::string pem;
+  if (!settings.ca.empty()) {
+    std::ifstream in(settings.ca, std::ios::binary);
+    std::stringstream text;
+    if (in) text << in.rdbuf();
+    if (!in || text.str().empty())
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": cannot read CA certificates from '", settings.ca, "'"));
+    pem = text.str();
+  }
+  if (previous && previous->settings.ca == settings.ca &&
+      previous->settings.verify == settings.verify && previous->ca_pem == pem)
+    return previous;
+  ERR_clear_error();
+  std::shared_ptr<SSL_CTX> ctx(SSL_CTX_new(TLS_client_method()), SslCtxFree());
+  if (!ctx) return failed(absl::StrCat(what, ": cannot make a TLS context"));
+  SSL_CTX* c = ctx.get();
+  if (!commonSettings(c, TLS1_2_VERSION))
+    return failed(absl::StrCat(what, ": cannot set the cipher list"));
+  SSL_CTX_set_alpn_protos(c, kAlpnHttp11, sizeof(kAlpnHttp11) - 1);
+  // Sessions are kept per pool (TlsSessionCache), not in the context.
+  SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+  SSL_CTX_sess_set_new_cb(c, &storeSession);
+  if (settings.verify) {
+    SSL_CTX_set_verify(c, SSL_VERIFY_PEER, nullptr);
+    if (settings.ca.empty()) {
+      if (SSL_CTX_set_default_verify_paths(c) != 1)
+        return failed(absl::StrCat(what, ": cannot load the system's CA certificates"));
+    } else if (SSL_CTX_load_verify_locations(c, settings.ca.c_str(), nullptr) != 1) {
+      return failed(
+          absl::StrCat(what, ": cannot load CA certificates from '", settings.ca, "'"));
+    }
+  } else {
+    SSL_CTX_set_verify(c, SSL_VERIFY_NONE, nullptr);
+  }
+  ERR_clear_error();
+  auto out = std::make_shared<ClientTls>();
+  out->settings = settings;
+  out->ca_pem = std::move(pem);
+  out->ctx = std::move(ctx);
+  return std::shared_ptr<const ClientTls>(std::move(out));
+}
 
 absl::StatusOr<std::shared_ptr<SSL_CTX>> makeServerContext(const ServerTlsConfig& config,
                                                            SSL_CTX* previous) {
@@ -67,18 +150,7 @@ absl::StatusOr<std::shared_ptr<SSL_CTX>> makeServerContext(const ServerTlsConfig
   std::shared_ptr<SSL_CTX> ctx(SSL_CTX_new(TLS_server_method()), SslCtxFree());
   if (!ctx) return failed("listen.tls: cannot make a TLS context");
   SSL_CTX* c = ctx.get();
-  SSL_CTX_set_min_proto_version(c, config.min_version == "1.3" ? TLS1_3_VERSION : TLS1_2_VERSION);
-  // No renegotiation (a client could make us spend CPU at will); a peer that
-  // closes without close_notify is a normal end: HTTP framing guards the data.
-  SSL_CTX_set_options(c, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF |
-                             SSL_OP_NO_COMPRESSION);
-  // Partial writes: one record per SSL_write, so unsent bytes stay ours to
-  // queue. Released buffers: an idle keep-alive connection holds no 34 KiB.
-  SSL_CTX_set_mode(c, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                          SSL_MODE_RELEASE_BUFFERS);
-  // Read whole records (and what follows) in one recv, not header then body.
-  SSL_CTX_set_read_ahead(c, 1);
-  if (SSL_CTX_set_cipher_list(c, kTls12Ciphers) != 1)
+  if (!commonSettings(c, config.min_version == "1.3" ? TLS1_3_VERSION : TLS1_2_VERSION))
     return failed("listen.tls: cannot set the cipher list");
   SSL_CTX_set_session_id_context(c, kSessionContext, sizeof(kSessionContext) - 1);
   SSL_CTX_set_alpn_select_cb(c, &selectAlpn, nullptr);
@@ -155,6 +227,49 @@ std::unique_ptr<TlsSession> TlsSession::accept(SSL_CTX* ctx, int fd) {
   return std::unique_ptr<TlsSession>(new TlsSession(std::move(ssl)));
 }
 
+std::unique_ptr<TlsSession> TlsSession::connect(const TlsClientTarget& target, int fd) {
+  SslPtr ssl(SSL_new(target.ctx));
+  if (!ssl || SSL_set_fd(ssl.get(), fd) != 1) {
+    ERR_clear_error();
+    return nullptr;
+  }
+  SSL* s = ssl.get();
+  SSL_set_connect_state(s);
+  const bool ip = isIpAddress(target.name);
+  // RFC 6066: SNI carries host names only, never an address.
+  if (!ip && !target.name.empty()) SSL_set_tlsext_host_name(s, target.name.c_str());
+  if ((SSL_get_verify_mode(s) & SSL_VERIFY_PEER) != 0 && !target.name.empty()) {
+    X509_VERIFY_PARAM* param = SSL_get0_param(s);
+    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    int ok = ip ? X509_VERIFY_PARAM_set1_ip_asc(param, target.name.c_str())
+                : X509_VERIFY_PARAM_set1_host(param, target.name.c_str(), 0);
+    if (ok != 1) {
+      ERR_clear_error();
+      return nullptr;
+    }
+  }
+  if (target.sessions != nullptr) {
+    SSL_set_app_data(s, target.sessions);
+    if (SSL_SESSION* last = target.sessions->get()) SSL_set_session(s, last);
+  }
+  ERR_clear_error();
+  return std::unique_ptr<TlsSession>(new TlsSession(std::move(ssl)));
+}
+
+void TlsSession::noteHandshakeError(int ret) {
+  int e = SSL_get_error(ssl_.get(), ret);
+  if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return;
+  long verdict = SSL_get_verify_result(ssl_.get());
+  if (verdict != X509_V_OK) {
+    error_ = absl::StrCat("certificate verify failed: ", X509_verify_cert_error_string(verdict));
+  } else if (e == SSL_ERROR_SSL && ERR_peek_error() != 0) {
+    const char* reason = ERR_reason_error_string(ERR_peek_error());
+    error_ = absl::StrCat("TLS handshake failed: ", reason ? reason : "unknown error");
+  } else {
+    error_ = "the peer closed the connection during the TLS handshake";
+  }
+}
+
 TlsSession::Handshake TlsSession::handshake() {
   if (established_) return Handshake::kDone;
   ERR_clear_error();
@@ -167,6 +282,7 @@ TlsSession::Handshake TlsSession::handshake() {
   if (SSL_get_error(ssl_.get(), r) == SSL_ERROR_SSL &&
       ERR_GET_REASON(ERR_peek_error()) == SSL_R_HTTP_REQUEST)
     plain_http_ = true;
+  noteHandshakeError(r);
   ssize_t f = failure(r);
   if (f == kWouldBlock) return Handshake::kWouldBlock;
   return f == 0 ? Handshake::kClosed : Handshake::kFailed;

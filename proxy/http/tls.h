@@ -1,6 +1,7 @@
-// TLS for client connections (listen.tls): the server context built from the
-// config, swapped whole on reload, and one non-blocking session per
-// connection that StreamSocket drives over its own socket.
+// TLS for both sides of the data plane: the server context of listen.tls
+// (swapped whole on reload), the client context of an https upstream or a
+// rediss:// shared tier, and one non-blocking session per connection that
+// StreamSocket drives over its own socket.
 #pragma once
 
 #include <openssl/ssl.h>
@@ -24,6 +25,9 @@ struct SslFree {
   void operator()(SSL* s) const { SSL_free(s); }
 };
 using SslPtr = std::unique_ptr<SSL, SslFree>;
+struct SslSessionFree {
+  void operator()(SSL_SESSION* s) const { SSL_SESSION_free(s); }
+};
 
 // A server context for `config`: certificate chain, key and the optional
 // client CA read now (blocking file reads: never on a worker loop), TLS 1.2+
@@ -52,7 +56,55 @@ class TlsServerContext {
   std::shared_ptr<SSL_CTX> ctx_ ABSL_GUARDED_BY(mu_);
 };
 
-// One server-side TLS session on a non-blocking socket the caller owns.
+// What a client context checks: `ca` (a PEM bundle; empty: the system's
+// store) and whether the peer's certificate and name are verified at all.
+struct ClientTlsSettings {
+  std::string ca;
+  bool verify = true;
+};
+
+// A client context (TLS 1.2+, ALPN http/1.1, the listener's cipher list),
+// with the CA file's text it was built from so a reload can tell whether it
+// changed. Shared by every worker: OpenSSL makes SSL_CTX safe for that.
+struct ClientTls {
+  ClientTlsSettings settings;
+  std::string ca_pem;  // the CA file as read; empty with the system's store
+  std::shared_ptr<SSL_CTX> ctx;
+};
+
+// Builds a client context for `settings` (reads the CA file now: blocking,
+// never on a worker loop). When `previous` (may be null) was built from the
+// same settings and the same CA file content it is returned as is, so pools
+// made from it (and their connections) survive a reload. Errors start with
+// `what` (e.g. "upstream 'model' tls.ca") and name the file.
+absl::StatusOr<std::shared_ptr<const ClientTls>> makeClientTls(
+    const ClientTlsSettings& settings, const std::string& what,
+    std::shared_ptr<const ClientTls> previous);
+
+// The last session one pool of client connections got from its server, so
+// the next connection resumes it (an abbreviated handshake) instead of a
+// full one. Worker thread only; must outlive the sessions that store into it.
+class TlsSessionCache {
+ public:
+  SSL_SESSION* get() const { return session_.get(); }
+  // Takes ownership.
+  void put(SSL_SESSION* session) { session_.reset(session); }
+  void clear() { session_.reset(); }
+
+ private:
+  std::unique_ptr<SSL_SESSION, SslSessionFree> session_;
+};
+
+// Where a client connection goes: the context, the name it is for (sent as
+// SNI unless it is an IP address, and checked against the certificate when
+// the context verifies), and the pool's session cache (may be null).
+struct TlsClientTarget {
+  SSL_CTX* ctx = nullptr;
+  std::string name;
+  TlsSessionCache* sessions = nullptr;
+};
+
+// One TLS session (either side) on a non-blocking socket the caller owns.
 // Worker thread only.
 class TlsSession {
  public:
@@ -64,6 +116,8 @@ class TlsSession {
 
   // Null if OpenSSL could not make the session (no memory).
   static std::unique_ptr<TlsSession> accept(SSL_CTX* ctx, int fd);
+  // The client side of a connection to `target`; null as above.
+  static std::unique_ptr<TlsSession> connect(const TlsClientTarget& target, int fd);
 
   // Drives the handshake on. kClosed: the peer left before finishing.
   Handshake handshake();
@@ -71,6 +125,9 @@ class TlsSession {
   bool resumed() const;
   // The handshake failed because the peer spoke plain HTTP.
   bool plainHttp() const { return plain_http_; }
+  // Why the handshake failed, in words (the certificate check's verdict
+  // first); empty before a failure.
+  const std::string& error() const { return error_; }
 
   // Decrypted bytes (> 0), 0 at the end of the stream (close_notify or a
   // bare TCP close), kWouldBlock (want() says on what) or kFailed.
@@ -89,6 +146,8 @@ class TlsSession {
 
  private:
   explicit TlsSession(SslPtr ssl) : ssl_(std::move(ssl)) {}
+  // Notes why a handshake failed, before failure() empties OpenSSL's queue.
+  void noteHandshakeError(int ret);
   // Sorts out an SSL_* call's failure: kWouldBlock, 0 (the end) or kFailed.
   ssize_t failure(int ret);
 
@@ -98,6 +157,7 @@ class TlsSession {
   bool fatal_ = false;
   bool plain_http_ = false;
   bool shut_ = false;
+  std::string error_;
 };
 
 }  // namespace airbag::http
