@@ -71,6 +71,15 @@ struct SheddingConfig {
   uint32_t max_in_flight = 1024;
 };
 
+// A TLS client's settings: an https upstream's `tls`, and `cache.shared.tls`
+// for rediss://.
+struct UpstreamTlsConfig {
+  std::string ca;  // path to CA bundle; empty = system default
+  bool verify = true;
+  std::string sni;  // empty = host of the url
+  bool operator==(const UpstreamTlsConfig&) const = default;
+};
+
 // The fleet-wide second cache tier in Redis (`cache.shared`).
 struct SharedCacheConfig {
   std::string redis;  // the URL as written: redis://[[user]:password@]host[:port][/db]
@@ -82,17 +91,13 @@ struct SharedCacheConfig {
   absl::Duration timeout = absl::Milliseconds(5);  // each lookup
   bool coalesce = false;  // cross-pod fill lock (not built yet: refused at load)
   bool cluster = false;   // Redis Cluster (not built yet: refused at load)
+  bool tls = false;       // rediss://
+  UpstreamTlsConfig tls_settings;  // `tls`: ca, verify, sni (rediss:// only)
 };
 
 struct GlobalCacheConfig {
   uint64_t max_bytes = 256ull * 1024 * 1024;
   std::optional<SharedCacheConfig> shared;
-};
-
-struct UpstreamTlsConfig {
-  std::string ca;  // path to CA bundle; empty = system default
-  bool verify = true;
-  std::string sni;  // empty = host of the url
 };
 
 // Active probes, sent once per process (not per worker).
@@ -140,6 +145,9 @@ struct UpstreamConfig {
   absl::Duration connect_timeout = absl::Seconds(1);
   uint32_t max_connections = 256;
   std::optional<UpstreamTlsConfig> tls;
+  // https only: HTTP/2 by ALPN through the libcurl client; otherwise https
+  // goes through the keep-alive HTTP/1.1 pool like http.
+  bool http2 = false;
   std::optional<HealthCheckConfig> health;
   std::optional<PassiveHealthConfig> passive;
   std::optional<SaturationConfig> saturation;

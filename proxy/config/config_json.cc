@@ -65,6 +65,14 @@ Json embedded(const std::string& text) {
 // In the file's own keys: the content type goes back into `headers` when it
 // is not the one `json` or `body` implies. A JSON body under another content
 // type is shown as `body`, which loads back to the same answer.
+// A TLS client block, as upstreams and cache.shared write it.
+Json clientTls(const UpstreamTlsConfig& t) {
+  Json tls = {{"verify", t.verify}};
+  if (!t.ca.empty()) tls["ca"] = t.ca;
+  if (!t.sni.empty()) tls["sni"] = t.sni;
+  return tls;
+}
+
 Json respondJson(const RespondConfig& r) {
   Json out = {{"status", r.status}};
   Json headers = Json::object();
@@ -310,6 +318,7 @@ std::string toJson(const Config& config) {
                    {"coalesce", s->coalesce},
                    {"cluster", s->cluster}};
     if (!s->password_file.empty()) shared["password_file"] = "<set>";
+    if (s->tls) shared["tls"] = clientTls(s->tls_settings);
     out["cache"]["shared"] = std::move(shared);
   }
   out["readiness"] = {{"require_upstream", config.readiness.require_upstream}};
@@ -318,12 +327,8 @@ std::string toJson(const Config& config) {
     Json up = {{"url", u.url},
                {"connect_timeout", duration(u.connect_timeout)},
                {"max_connections", u.max_connections}};
-    if (u.tls) {
-      Json tls = {{"verify", u.tls->verify}};
-      if (!u.tls->ca.empty()) tls["ca"] = u.tls->ca;
-      if (!u.tls->sni.empty()) tls["sni"] = u.tls->sni;
-      up["tls"] = std::move(tls);
-    }
+    if (u.tls) up["tls"] = clientTls(*u.tls);
+    if (u.http2) up["http2"] = true;
     if (u.health) {
       up["health"] = {{"path", u.health->path},
                       {"interval", duration(u.health->interval)},

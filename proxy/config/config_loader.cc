@@ -352,7 +352,8 @@ void Loader::readUpstream(const Entry& e, UpstreamConfig& u) {
   const std::string what = strCat("upstream '", u.name, "'");
   MapReader m(
       diag_, e.value, what,
-      {"url", "connect_timeout", "max_connections", "tls", "health", "passive", "saturation"});
+      {"url", "connect_timeout", "max_connections", "tls", "http2", "health", "passive",
+       "saturation"});
   if (!m.valid()) return;
   if (e.value.IsNull()) {
     diag_.error(e.key_mark, strCat(what, " needs a 'url'"));
@@ -363,15 +364,19 @@ void Loader::readUpstream(const Entry& e, UpstreamConfig& u) {
   if (auto v = read_.integer(m.find("max_connections"), 1, kMaxU32)) {
     u.max_connections = static_cast<uint32_t>(*v);
   }
+  if (const Entry* h = m.find("http2")) {
+    if (auto v = read_.boolean(h)) {
+      if (*v && !u.https && !u.url.empty())
+        diag_.error(h->mark(), strCat(what, " http2: needs an https:// url (HTTP/2 is "
+                                            "negotiated by ALPN during the TLS handshake)"));
+      else
+        u.http2 = *v;
+    }
+  }
   if (const Entry* t = m.find("tls")) {
     // Kept even for http:// urls (ignored there) so one block can follow an
     // upstream that moves between plain and TLS endpoints.
-    MapReader tm(diag_, t->value, strCat(what, " tls"), {"ca", "verify", "sni"});
-    UpstreamTlsConfig tls;
-    if (auto v = read_.string(tm.find("ca"))) tls.ca = *v;
-    if (auto v = read_.boolean(tm.find("verify"))) tls.verify = *v;
-    if (auto v = read_.string(tm.find("sni"))) tls.sni = *v;
-    if (tm.valid()) u.tls = tls;
+    u.tls = readClientTls(*t, strCat(what, " tls"));
   }
   if (const Entry* h = m.find("health")) {
     MapReader hm(diag_, h->value, strCat(what, " health"),
@@ -425,6 +430,16 @@ void Loader::readUpstream(const Entry& e, UpstreamConfig& u) {
     if (pm.valid()) u.passive = passive;
   }
   if (const Entry* s = m.find("saturation")) readSaturation(*s, what, u);
+}
+
+std::optional<UpstreamTlsConfig> Loader::readClientTls(const Entry& e, const std::string& what) {
+  MapReader tm(diag_, e.value, what, {"ca", "verify", "sni"});
+  UpstreamTlsConfig tls;
+  if (auto v = read_.string(tm.find("ca"))) tls.ca = *v;
+  if (auto v = read_.boolean(tm.find("verify"))) tls.verify = *v;
+  if (auto v = read_.string(tm.find("sni"))) tls.sni = *v;
+  if (!tm.valid()) return std::nullopt;
+  return tls;
 }
 
 void Loader::parseUrl(const Entry& e, UpstreamConfig& u) {

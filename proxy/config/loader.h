@@ -66,6 +66,8 @@ class Loader {
   void readLog(const Entry& e);
   void readUpstreams(const Entry& e);
   void readUpstream(const Entry& e, UpstreamConfig& u);
+  // A TLS client block ({ca, verify, sni}), as upstreams and cache.shared write it.
+  std::optional<UpstreamTlsConfig> readClientTls(const Entry& e, const std::string& what);
   void parseUrl(const Entry& e, UpstreamConfig& u);
   // admission_loader.cc
   void readSaturation(const Entry& e, const std::string& what, UpstreamConfig& u);

@@ -9,14 +9,18 @@
 namespace airbag::config::internal {
 namespace {
 
-// redis://[user@]host[:port][/db]. A password in the URL is refused: it
+// redis[s]://[user@]host[:port][/db] (rediss: TLS). A password in the URL is refused: it
 // would show in logs and GET /config; it belongs in password_file.
 std::string parseRedisUrl(std::string_view url, SharedCacheConfig& s) {
   std::string_view rest = url;
-  if (rest.substr(0, 9) == "rediss://")
-    return "rediss:// (TLS to Redis) is not supported yet; use redis://";
-  if (rest.substr(0, 8) != "redis://") return "must start with redis://";
-  rest.remove_prefix(8);
+  if (rest.substr(0, 9) == "rediss://") {
+    s.tls = true;
+    rest.remove_prefix(9);
+  } else if (rest.substr(0, 8) == "redis://") {
+    rest.remove_prefix(8);
+  } else {
+    return "must start with redis:// or rediss://";
+  }
   if (size_t at = rest.rfind('@'); at != std::string_view::npos) {
     std::string_view user = rest.substr(0, at);
     if (user.find(':') != std::string_view::npos)
@@ -52,7 +56,7 @@ std::string parseRedisUrl(std::string_view url, SharedCacheConfig& s) {
 
 void Loader::readSharedCache(const Entry& e, SharedCacheConfig& s) {
   MapReader m(diag_, e.value, "cache.shared",
-              {"redis", "password_file", "timeout", "coalesce", "cluster"});
+              {"redis", "password_file", "timeout", "coalesce", "cluster", "tls"});
   if (!m.valid()) return;
   if (const Entry* r = m.require("redis")) {
     if (auto v = read_.string(r)) {
@@ -60,6 +64,11 @@ void Loader::readSharedCache(const Entry& e, SharedCacheConfig& s) {
       std::string error = parseRedisUrl(*v, s);
       if (!error.empty()) diag_.error(r->mark(), strCat("cache.shared.redis '", *v, "' ", error));
     }
+  }
+  if (const Entry* t = m.find("tls")) {
+    if (auto tls = readClientTls(*t, "cache.shared.tls")) s.tls_settings = *tls;
+    if (!s.tls && !s.redis.empty())
+      diag_.error(t->mark(), "cache.shared.tls applies to a rediss:// url only");
   }
   if (auto v = read_.string(m.find("password_file"))) s.password_file = *v;
   if (const Entry* t = m.find("timeout")) {

@@ -8,6 +8,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "proxy/http/tls.h"
 #include "proxy/upstream/curl_library.h"
 
 namespace airbag::pipeline {
@@ -97,7 +98,7 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> Snapshot::build(
   for (const UpstreamConfig& u : config->upstreams) {
     // libcurl is opened here, on the loading thread, the first time a
     // configuration needs it; a worker never waits for it.
-    if (u.https || u.health || u.saturation) {
+    if (u.http2 || u.health || u.saturation) {
       if (absl::Status loaded = upstream::loadCurl(); !loaded.ok())
         return absl::FailedPreconditionError(
             absl::StrCat("upstream ", u.name, ": ", loaded.message()));
@@ -114,7 +115,17 @@ absl::StatusOr<std::shared_ptr<const Snapshot>> Snapshot::build(
           r.health = old.health;
           r.saturation = old.saturation;
           r.admission = old.admission;
+          r.tls = old.tls;
         }
+    if (u.https && !u.http2) {
+      http::ClientTlsSettings tls;
+      if (u.tls) tls = {u.tls->ca, u.tls->verify};
+      auto made = http::makeClientTls(tls, absl::StrCat("upstream ", u.name, " tls"), r.tls);
+      if (!made.ok()) return made.status();
+      r.tls = *std::move(made);
+    } else {
+      r.tls = nullptr;
+    }
     if (!r.health) r.health = std::make_shared<upstream::UpstreamHealth>(u.name);
     if (!r.saturation) r.saturation = std::make_shared<upstream::UpstreamSaturation>(u.name);
     if (!r.admission) r.admission = std::make_shared<policy::Admission>();

@@ -23,6 +23,9 @@
 namespace re2 {
 class RE2;
 }
+namespace airbag::http {
+struct ClientTls;
+}
 
 namespace airbag::pipeline {
 
@@ -39,6 +42,9 @@ struct ResolvedUpstream {
   // Admission to this upstream for the routes with `admission` whose own
   // upstream it is; carried over likewise.
   std::shared_ptr<policy::Admission> admission;
+  // https through the keep-alive pool: the TLS client context, built on the
+  // loading thread (it reads tls.ca) and kept across reloads while unchanged.
+  std::shared_ptr<const http::ClientTls> tls;
 };
 
 class RouteTable {

@@ -90,7 +90,8 @@ void Worker::applySnapshot(std::shared_ptr<const pipeline::Snapshot> snapshot) {
     // max_connections is per upstream for the whole process.
     uint32_t max_connections = std::max<uint32_t>(
         1, static_cast<uint32_t>((u.config->max_connections + workers - 1) / workers));
-    UpstreamClient* client = u.config->https ? httpsClient(u, max_connections)
+    // libcurl only for HTTP/2; http and https/1.1 share the keep-alive pool.
+    UpstreamClient* client = u.config->http2 ? httpsClient(u, max_connections)
                                              : httpClient(u, max_connections);
     if (u.config->passive) client = passiveClient(client, u);
     clients.push_back(client);
@@ -113,6 +114,13 @@ UpstreamClient* Worker::httpClient(const pipeline::ResolvedUpstream& u, uint32_t
   o.connect_timeout = u.config->connect_timeout;
   o.max_connections = max_connections;
   o.counts = u.health->connections();
+  if (u.tls) {
+    o.tls = u.tls;
+    o.tls_name = u.config->tls && !u.config->tls->sni.empty() ? u.config->tls->sni
+                                                                : u.config->host;
+    o.url = u.config->url;
+    o.logger = ctx_.logger;
+  }
   for (auto& p : pools_)
     if (p->sameOptions(o)) return p.get();
   pools_.push_back(std::make_unique<upstream::HttpPool>(ctx_.base, o, ctx_.metrics));

@@ -52,8 +52,13 @@ void Client::connect(absl::Time now) {
   const TierSettings& s = tier_->settings();
   socket_ = std::make_unique<http::StreamSocket>(base_, static_cast<http::StreamSocket::Listener*>(this));
   reader_ = std::make_unique<ReplyReader>();
+  http::TlsClientTarget tls;  // rediss://
+  if (s.tls) {
+    tls.ctx = s.tls->ctx.get();
+    tls.name = s.tls_name;
+  }
   if (!socket_->connect(reinterpret_cast<const sockaddr*>(&s.address), s.address_len,
-                        s.connect_timeout)) {
+                        s.connect_timeout, s.tls ? &tls : nullptr)) {
     socket_.reset();
     return;
   }
@@ -85,7 +90,8 @@ void Client::connect(absl::Time now) {
 
 void Client::onConnected(int error) {
   if (error != 0) {
-    fail(std::string("connect: ") + std::strerror(error));
+    std::string tls = socket_->tlsError();  // rediss://: why the handshake failed
+    fail(std::string("connect: ") + (tls.empty() ? std::strerror(error) : tls));
     return;
   }
   state_ = State::kReady;

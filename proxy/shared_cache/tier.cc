@@ -61,6 +61,13 @@ absl::StatusOr<std::shared_ptr<const Tier>> makeTier(const SharedCacheConfig& co
           "cache.shared.password_file \"", config.password_file, "\" holds no password"));
     s.password = std::move(line);
   }
+  if (config.tls) {
+    http::ClientTlsSettings tls{config.tls_settings.ca, config.tls_settings.verify};
+    auto made = http::makeClientTls(tls, "cache.shared.tls", nullptr);
+    if (!made.ok()) return made.status();
+    s.tls = *std::move(made);
+    s.tls_name = config.tls_settings.sni.empty() ? config.host : config.tls_settings.sni;
+  }
   return std::make_shared<const Tier>(std::move(s));
 }
 

@@ -15,6 +15,7 @@
 #include "absl/time/time.h"
 #include "airbag/config.h"
 #include "policy/circuit_breaker.h"
+#include "proxy/http/tls.h"
 
 namespace airbag::shared_cache {
 
@@ -32,6 +33,9 @@ struct TierSettings {
   absl::Duration connect_timeout = absl::Seconds(1);
   std::string prefix = "airbag:";
   size_t max_pending = 1024;  // commands waiting on one connection
+  // rediss://: the TLS client context and the name sent as SNI and verified.
+  std::shared_ptr<const http::ClientTls> tls;
+  std::string tls_name;
 };
 
 // The Redis breaker: five failures in a row (or half of at least 20 calls

@@ -77,6 +77,7 @@ CurlClientOptions curlOptions(const std::string& name, const UpstreamConfig& u,
   o.port = u.port;
   o.connect_timeout = u.connect_timeout;
   o.max_connections = u.max_connections;
+  o.http2 = u.https && u.http2;
   if (u.tls) {
     o.ca = u.tls->ca;
     o.verify = u.tls->verify;

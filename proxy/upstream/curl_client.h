@@ -1,5 +1,5 @@
-// The libcurl client for https:// upstreams (a remote fallback model, a hosted
-// API), and for health probes of any upstream. One CURLM per owner loop,
+// The libcurl client for https:// upstreams that ask for HTTP/2 (`http2:
+// true`), and for health probes and saturation scrapes of any upstream. One CURLM per owner loop,
 // driven by that loop through the multi-socket API (libcurl's hiperfifo
 // example): curl's sockets map to libevent events, its one timer to one
 // libevent timer, and finished transfers are collected after every
@@ -46,9 +46,9 @@ struct CurlClientOptions {
   std::string ca;            // CA bundle file; empty = the system's
   bool verify = true;        // verify the peer's certificate and host name
   std::string sni;           // name sent in SNI and verified; empty = host
-  // Offer h2 by ALPN (https only). Off for now: a cancelled h2 transfer
-  // (RST_STREAM) was seen to leave nginx's stream to the model running,
-  // where closing an HTTP/1.1 connection ends it at once.
+  // Offer h2 by ALPN (https only): `upstreams.X.http2: true`. Note that a
+  // cancelled h2 transfer is an RST_STREAM, which some proxies (nginx) were
+  // seen not to pass on to the model as a closed connection.
   bool http2 = false;
   // Where this client's open and idle connections are counted (may be null).
   std::shared_ptr<ConnectionCounts> counts;

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "proxy/metrics/metrics.h"
+#include "spdlog/spdlog.h"
 
 namespace airbag::upstream {
 namespace {
@@ -121,8 +122,14 @@ void HttpPool::Call::resumeReading() {
 
 bool HttpPool::Conn::open() {
   const HttpPoolOptions& o = pool_->options_;
+  http::TlsClientTarget tls;
+  if (o.tls) {
+    tls.ctx = o.tls->ctx.get();
+    tls.name = o.tls_name;
+    tls.sessions = &pool_->sessions_;
+  }
   if (!sock_.connect(reinterpret_cast<const sockaddr*>(&o.address), o.address_len,
-                     o.connect_timeout))
+                     o.connect_timeout, o.tls ? &tls : nullptr))
     return false;
   state_ = State::kConnecting;
   return true;
@@ -235,7 +242,14 @@ void HttpPool::Conn::onConnected(int error) {
   // life: a late connect would put it on the idle list after it is freed.
   if (state_ == State::kDead) return;
   if (error != 0) {
-    failCall(AttemptOutcome::kConnect, error == ETIMEDOUT ? "connect timeout" : "connect failed");
+    std::string why = error == ETIMEDOUT ? "connect timeout" : "connect failed";
+    if (sock_.tls()) {
+      // TLS: a failed certificate check is a connect failure, and says why.
+      if (std::string tls = sock_.tlsError(); !tls.empty()) why = tls;
+      const HttpPoolOptions& o = pool_->options_;
+      if (o.logger) o.logger->warn("upstream '{}': cannot connect to {}: {}", o.name, o.url, why);
+    }
+    failCall(AttemptOutcome::kConnect, why);
     return;
   }
   if (call_) {
@@ -284,7 +298,8 @@ bool HttpPool::sameOptions(const HttpPoolOptions& o) const {
          std::memcmp(&o.address, &options_.address, o.address_len) == 0 &&
          o.connect_timeout == options_.connect_timeout &&
          o.max_connections == options_.max_connections && o.max_idle == options_.max_idle &&
-         o.counts == options_.counts;
+         o.counts == options_.counts && o.tls == options_.tls && o.tls_name == options_.tls_name &&
+         o.url == options_.url;
 }
 
 HttpPool::~HttpPool() {

@@ -1,5 +1,7 @@
-// The keep-alive HTTP/1.1 client for http:// upstreams: one pool per worker
-// and upstream, on raw events + llhttp (http::StreamSocket). Requests are
+// The keep-alive HTTP/1.1 client for http:// and https:// upstreams: one pool
+// per worker and upstream, on raw events + llhttp (http::StreamSocket), with
+// OpenSSL on the socket for https (sessions resumed across the pool's
+// connections). Requests are
 // written straight to the socket when it is idle (write-first); only what the
 // kernel did not take waits for the write event. Idle connections keep reading so a close by
 // the upstream is noticed at once; a reused connection that turns out dead
@@ -18,9 +20,14 @@
 #include "airbag/upstream_client.h"
 #include "proxy/http/message_parser.h"
 #include "proxy/http/stream_socket.h"
+#include "proxy/http/tls.h"
 #include "proxy/upstream/upstream_health.h"
 
 struct event_base;
+
+namespace spdlog {
+class logger;
+}
 
 namespace airbag::metrics {
 class WorkerMetrics;
@@ -37,6 +44,12 @@ struct HttpPoolOptions {
   uint32_t max_idle = 64;          // idle connections kept beyond this are closed
   // Where this pool's open and idle connections are counted (may be null).
   std::shared_ptr<ConnectionCounts> counts;
+  // https: the client context, and the name sent as SNI and verified.
+  std::shared_ptr<const http::ClientTls> tls;
+  std::string tls_name;
+  // For the log line a failed TLS connect writes: the url, and where (may be null).
+  std::string url;
+  std::shared_ptr<spdlog::logger> logger;
 };
 
 class HttpPool final : public UpstreamClient {
@@ -79,6 +92,7 @@ class HttpPool final : public UpstreamClient {
   event_base* base_;
   HttpPoolOptions options_;
   metrics::WorkerMetrics* metrics_;
+  http::TlsSessionCache sessions_;  // outlives conns_: their sessions store into it
   std::vector<std::unique_ptr<Conn>> conns_;
   std::vector<Conn*> idle_;  // LIFO: the warmest connection first
   std::deque<Call*> waiters_;

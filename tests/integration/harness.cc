@@ -237,6 +237,31 @@ bool pollUntil(const std::function<bool()>& condition, milliseconds timeout,
   return condition();
 }
 
+std::optional<int64_t> waitForStandstill(const std::function<int64_t()>& counter,
+                                         milliseconds timeout, milliseconds interval) {
+  int64_t last = -1;
+  bool still = pollUntil(
+      [&] {
+        int64_t now = counter();
+        bool same = now == last && now > 0;
+        last = now;
+        return same;
+      },
+      timeout, interval);
+  if (!still) return std::nullopt;
+  return last;
+}
+
+bool readUntilCounterPasses(HttpClient& client, const std::function<int64_t()>& counter,
+                            int64_t above, milliseconds timeout) {
+  return pollUntil(
+      [&] {
+        for (int i = 0; i < 20; ++i) client.readSome(milliseconds(10));
+        return counter() > above;
+      },
+      timeout, milliseconds(1));
+}
+
 // ---------------------------------------------------------------------------
 // Files
 

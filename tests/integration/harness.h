@@ -64,6 +64,13 @@ class Deadline {
 bool pollUntil(const std::function<bool()>& condition, milliseconds timeout,
                milliseconds interval = milliseconds(5));
 
+// Samples `counter` every `interval` until two readings in a row are equal and above zero (a
+// count that stopped moving, such as the bytes a paused stream sent) and returns that reading;
+// nullopt if it kept moving, or stayed at zero, for `timeout`.
+std::optional<int64_t> waitForStandstill(const std::function<int64_t()>& counter,
+                                         milliseconds timeout,
+                                         milliseconds interval = milliseconds(200));
+
 // ---------------------------------------------------------------------------
 // Files
 
@@ -357,6 +364,11 @@ class HttpClient {
   std::deque<std::string> pending_methods_;
   SteadyClock::time_point read_started_{};
 };
+
+// Reads (and drops) what `client` receives until `counter()` is above `above`: a stream paused
+// for a reader that stopped, resuming once it reads again. False if it did not within `timeout`.
+bool readUntilCounterPasses(HttpClient& client, const std::function<int64_t()>& counter,
+                            int64_t above, milliseconds timeout);
 
 // One request on a fresh connection to 127.0.0.1:port (closed afterwards).
 Response fetch(int port, std::string_view method, std::string_view path,

@@ -1,6 +1,12 @@
-// Integration: https:// upstreams through the libcurl client, against nginx terminating TLS in
-// front of the demo model server. Certificates (a throwaway CA, a good, an expired and a
-// wrong-host leaf) are made with the openssl command at test time, never kept.
+// Integration: https:// upstreams, through the keep-alive pool's own TLS (HTTP/1.1) and through
+// the libcurl client (http2: true), against nginx terminating TLS in front of the demo model
+// server. Certificates (a throwaway CA, a good, an expired and a wrong-host leaf) are made with
+// the openssl command at test time, never kept.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <fstream>
 #include <string>
 #include <vector>
@@ -13,7 +19,10 @@
 namespace airbag::testing {
 namespace {
 
+using ::testing::Each;
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::StartsWith;
 
 // The CA and the leaves these tests use: good, expired, wrong host.
 std::unique_ptr<Certs> makeCerts() {
@@ -25,11 +34,13 @@ std::unique_ptr<Certs> makeCerts() {
   return c;
 }
 
-// nginx in the foreground, terminating TLS (HTTP/1.1 and h2) and passing to `model_port`.
+// nginx in the foreground, terminating TLS (HTTP/1.1 and h2) and passing to `model_port`. Its
+// access log says, per request, the protocol and whether the TLS session was resumed ("r").
+// With `keepalive_requests` > 0 it closes each connection after that many requests.
 class Nginx {
  public:
   static std::unique_ptr<Nginx> start(const Certs& certs, const std::string& leaf,
-                                      int model_port) {
+                                      int model_port, int keepalive_requests = 0) {
     auto n = std::unique_ptr<Nginx>(new Nginx());
     auto d = TempDir::create("airbag-nginx");
     if (!d.ok()) return nullptr;
@@ -39,7 +50,12 @@ class Nginx {
       n->port_ = freePort();
       std::string conf = "daemon off;\nmaster_process off;\nworker_processes 1;\npid " + dir +
                          "/nginx.pid;\nerror_log stderr warn;\nevents { worker_connections 128; }\n"
-                         "http {\n  access_log off;\n"
+                         "http {\n  log_format t '$server_protocol $ssl_session_reused';\n"
+                         "  access_log " + dir + "/access.log t;\n" +
+                         (keepalive_requests > 0
+                              ? "  keepalive_requests " + std::to_string(keepalive_requests) +
+                                    ";\n"
+                              : std::string()) +
                          "  client_body_temp_path " + dir + "/b;\n  proxy_temp_path " + dir +
                          "/p;\n  fastcgi_temp_path " + dir + "/f;\n  uwsgi_temp_path " + dir +
                          "/u;\n  scgi_temp_path " + dir + "/s;\n"
@@ -67,6 +83,14 @@ class Nginx {
   }
   int port() const { return port_; }
   std::string url() const { return "https://127.0.0.1:" + std::to_string(port_); }
+  // The access log's lines so far ("HTTP/1.1 ." or "HTTP/2.0 r", ...).
+  std::vector<std::string> accessLog() const {
+    std::vector<std::string> lines;
+    std::ifstream in(dir_->path() / "access.log");
+    std::string line;
+    while (std::getline(in, line)) lines.push_back(line);
+    return lines;
+  }
 
  private:
   Nginx() = default;
@@ -84,6 +108,7 @@ upstreams:
     url: ${URL}
     connect_timeout: 1s
     tls: { ca: ${CA}, verify: ${VERIFY}${SNI} }
+    http2: ${HTTP2}
 routes:
   - name: r
     match: { path_prefix: / }
@@ -103,14 +128,20 @@ class HttpsUpstreamTest : public ::testing::Test {
 
   std::unique_ptr<AirbagProcess> airbag(const Nginx& nginx, bool verify,
                                         const std::string& sni = "",
-                                        const std::string& url = "") {
-    auto a = AirbagProcess::start(
-        kConfig, {{"URL", url.empty() ? nginx.url() : url},
-                  {"CA", certs_->path("ca.pem")},
-                  {"VERIFY", verify ? "true" : "false"},
-                  {"SNI", sni.empty() ? "" : ", sni: " + sni}});
+                                        const std::string& url = "", bool http2 = false) {
+    auto a =
+        AirbagProcess::start(kConfig, vars(url.empty() ? nginx.url() : url, verify, sni, http2));
     EXPECT_TRUE(a.ok()) << a.status();
     return a.ok() ? std::move(*a) : nullptr;
+  }
+
+  AirbagProcess::Vars vars(const std::string& url, bool verify, const std::string& sni = "",
+                           bool http2 = false) {
+    return {{"URL", url},
+            {"CA", certs_->path("ca.pem")},
+            {"VERIFY", verify ? "true" : "false"},
+            {"SNI", sni.empty() ? "" : ", sni: " + sni},
+            {"HTTP2", http2 ? "true" : "false"}};
   }
 
  protected:
@@ -139,7 +170,52 @@ TEST_F(HttpsUpstreamTest, AnswersComeThroughTlsOnReusedConnections) {
   // /upstreams counts it: open, and idle between requests.
   nlohmann::json c = a->admin("GET", "/upstreams").json()["model"]["connections"];
   EXPECT_EQ(c["open"], 1) << c.dump();
-  EXPECT_EQ(c["idle"], 1) << c.dump();
+  EXPECT_EQ(c["idle"], 1) << c.dump();  // HTTP/1.1 by ALPN, though nginx offers h2 too: the pool speaks HTTP/1.1 only.
+  EXPECT_THAT(nginx->accessLog(), Each(StartsWith("HTTP/1.1 ")));
+}
+
+// A server that closes every connection after one request: each new connection resumes the
+// TLS session the pool kept from the one before, an abbreviated handshake instead of a full one.
+TEST_F(HttpsUpstreamTest, NewPoolConnectionsResumeTheTlsSession) {
+  auto nginx = Nginx::start(*certs_, "good", demo_->port(), /*keepalive_requests=*/1);
+  ASSERT_NE(nginx, nullptr);
+  auto a = airbag(*nginx, true);
+  ASSERT_NE(a, nullptr);
+  for (int i = 0; i < 4; ++i) ASSERT_EQ(a->fetch("GET", "/v1/models").status, 200);
+  EXPECT_EQ(a->metric(R"(airbag_upstream_connections_opened_total{upstream="model"})"), 4);
+  std::vector<std::string> log = nginx->accessLog();
+  ASSERT_EQ(log.size(), 4u);
+  EXPECT_EQ(log[0], "HTTP/1.1 .");  // the first handshake is a full one
+  for (size_t i = 1; i < log.size(); ++i) EXPECT_EQ(log[i], "HTTP/1.1 r") << "request " << i;
+}
+
+// A peer that takes the TCP connection and never answers the ClientHello: the connect timeout
+// covers the handshake, and it ends as a connect failure saying so.
+TEST_F(HttpsUpstreamTest, AHandshakeThatNeverEndsIsAConnectTimeout) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  ASSERT_EQ(::listen(fd, 16), 0);  // the kernel accepts; nobody ever reads
+  const std::string url = "https://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  auto a = AirbagProcess::start(kConfig, vars(url, true));
+  ASSERT_TRUE(a.ok()) << a.status();
+  auto started = SteadyClock::now();
+  EXPECT_EQ((*a)->fetch("GET", "/v1/models").status, 503);
+  auto took = SteadyClock::now() - started;
+  EXPECT_GE(took, milliseconds(900));  // connect_timeout: 1s
+  EXPECT_LT(took, milliseconds(3000));
+  EXPECT_EQ((*a)->metric(
+                R"(airbag_upstream_attempts_total{route="r",upstream="model",outcome="connect"})"),
+            1);
+  auto line = (*a)->process().waitForLine("cannot connect", milliseconds(2000));
+  ASSERT_TRUE(line.has_value());
+  EXPECT_THAT(*line, HasSubstr("connect timeout"));
+  ::close(fd);
 }
 
 // Whether the process has libcurl mapped (/proc/PID/maps).
@@ -169,20 +245,26 @@ routes:
   EXPECT_EQ(a->fetch("GET", "/v1/models").status, 200);
   EXPECT_FALSE(mapsLibcurl(a->process().pid())) << "a plain-http configuration loaded libcurl";
 
-  // A reload that adds an https upstream loads it, and the new upstream answers at once.
+  // An https upstream on HTTP/1.1 goes through the pool's own TLS: still no libcurl.
   auto nginx = Nginx::start(*certs_, "good", demo_->port());
   ASSERT_NE(nginx, nullptr);
-  ASSERT_TRUE(a->rewriteConfig(kConfig, {{"URL", nginx->url()},
-                                         {"CA", certs_->path("ca.pem")},
-                                         {"VERIFY", "true"},
-                                         {"SNI", ""}})
-                  .ok());
+  ASSERT_TRUE(a->rewriteConfig(kConfig, vars(nginx->url(), true)).ok());
   Response reload = a->admin("POST", "/reload");
   ASSERT_EQ(reload.status, 200) << reload.body;
-  EXPECT_TRUE(mapsLibcurl(a->process().pid()));
   Response r = a->fetch("GET", "/v1/models");
   EXPECT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(r.header("x-airbag-source"), "upstream");
+  EXPECT_FALSE(mapsLibcurl(a->process().pid())) << "an https/1.1 upstream loaded libcurl";
+
+  // A reload that asks for HTTP/2 loads it, and the upstream answers at once, over h2.
+  ASSERT_TRUE(a->rewriteConfig(kConfig, vars(nginx->url(), true, "", /*http2=*/true)).ok());
+  reload = a->admin("POST", "/reload");
+  ASSERT_EQ(reload.status, 200) << reload.body;
+  EXPECT_TRUE(mapsLibcurl(a->process().pid()));
+  r = a->fetch("GET", "/v1/models");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.header("x-airbag-source"), "upstream");
+  EXPECT_THAT(nginx->accessLog(), ElementsAre(StartsWith("HTTP/1.1"), StartsWith("HTTP/2.0")));
 }
 
 TEST_F(HttpsUpstreamTest, SniNameIsTheOneVerified) {
@@ -250,6 +332,42 @@ TEST_F(HttpsUpstreamTest, StreamsPieceByPieceAndAClientThatLeavesEndsTheTransfer
   EXPECT_TRUE(pollUntil([&] { return *demo_->stat("connections_open") <= 1; },
                         milliseconds(3000)));
   EXPECT_EQ(*demo_->stat("streams_completed"), 0);
+  // And airbag closed its TLS connection to nginx: a half-read answer cannot be reused.
+  EXPECT_TRUE(pollUntil([&] { return processConnectionsTo(a->process().pid(), nginx->port()) == 0; },
+                        milliseconds(3000)));
+}
+
+// A client that stops reading a fast TLS stream: airbag stops reading the upstream instead of
+// buffering it, so the model comes to a standstill and airbag's memory stays bounded; reading
+// again resumes the stream.
+TEST_F(HttpsUpstreamTest, AClientThatStopsReadingPausesTheTlsUpstreamWithBoundedMemory) {
+  auto nginx = Nginx::start(*certs_, "good", demo_->port());
+  ASSERT_NE(nginx, nullptr);
+  auto a = airbag(*nginx, true);
+  ASSERT_NE(a, nullptr);
+  // 20,000 events of ~8 KiB (~160 MiB) with no pause between them.
+  ASSERT_TRUE(demo_->setBehavior({{"stream_events", 20000},
+                                  {"stream_interval_ms", 0},
+                                  {"stream_event_bytes", 8192}})
+                  .ok());
+  const int64_t base_kib = processResidentKib(a->process().pid());
+  ASSERT_GT(base_kib, 0);
+  HttpClient c;
+  HttpClient::ConnectOptions o;
+  o.receive_buffer_bytes = 64 * 1024;
+  ASSERT_TRUE(c.connect(a->port(), o).ok());
+  ASSERT_TRUE(c.sendRequest("POST", "/v1/completions", {{"content-type", "application/json"}},
+                            R"({"stream":true,"prompt":"x"})")
+                  .ok());
+  ASSERT_EQ(c.readHead(milliseconds(5000)).status, 200);
+  auto bytes_sent = [&] { return demo_->stat("stream_bytes_sent").value_or(0); };
+  std::optional<int64_t> stalled = waitForStandstill(bytes_sent, milliseconds(8000));
+  ASSERT_TRUE(stalled.has_value()) << "the stream never came to a standstill";
+  const int64_t last = *stalled;
+  EXPECT_LT(last, 32 * 1024 * 1024) << "airbag kept reading for a client that does not read";
+  EXPECT_LT(processResidentKib(a->process().pid()) - base_kib, 16 * 1024);
+  // Reading again resumes the stream (once the socket buffers between have drained).
+  EXPECT_TRUE(readUntilCounterPasses(c, bytes_sent, last, milliseconds(10000)));
 }
 
 }  // namespace

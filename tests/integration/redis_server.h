@@ -17,6 +17,11 @@ class RedisServer {
  public:
   struct Options {
     std::string password;  // requirepass, when not empty
+    // TLS only (rediss://) when set: the server's certificate and key, and the CA redis-cli
+    // checks it with. Clients are not asked for a certificate.
+    std::string tls_cert;
+    std::string tls_key;
+    std::string tls_ca;
   };
 
   static absl::StatusOr<std::unique_ptr<RedisServer>> start(Options options = {}) {
@@ -36,7 +41,9 @@ class RedisServer {
   }
 
   int port() const { return port_; }
-  std::string url() const { return absl::StrCat("redis://127.0.0.1:", port_); }
+  std::string url() const {
+    return absl::StrCat(options_.tls_cert.empty() ? "redis" : "rediss", "://127.0.0.1:", port_);
+  }
   Process& process() { return *process_; }
 
   // Kills the server (SIGKILL, as a crash would).
@@ -60,6 +67,11 @@ class RedisServer {
       argv.push_back("-a");
       argv.push_back(options_.password);
     }
+    if (!options_.tls_cert.empty()) {
+      argv.push_back("--tls");
+      argv.push_back("--cacert");
+      argv.push_back(options_.tls_ca);
+    }
     for (std::string& a : args) argv.push_back(std::move(a));
     absl::StatusOr<CommandResult> r = runCommand(std::move(argv), timeout);
     if (!r.ok()) return r.status();
@@ -80,6 +92,12 @@ class RedisServer {
     if (!options_.password.empty()) {
       argv.push_back("--requirepass");
       argv.push_back(options_.password);
+    }
+    if (!options_.tls_cert.empty()) {
+      argv[2] = "0";  // no plain port
+      argv.insert(argv.end(), {"--tls-port", std::to_string(port_), "--tls-cert-file",
+                               options_.tls_cert, "--tls-key-file", options_.tls_key,
+                               "--tls-ca-cert-file", options_.tls_ca, "--tls-auth-clients", "no"});
     }
     absl::StatusOr<std::unique_ptr<Process>> p = Process::spawn(std::move(argv));
     if (!p.ok()) return p.status();

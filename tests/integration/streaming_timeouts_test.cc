@@ -223,24 +223,13 @@ TEST_F(StreamingTimeoutsTest, SlowClientPausesTheUpstreamInsteadOfBufferingWitho
   ASSERT_TRUE(c.sendRequest("POST", "/v1/completions", {}, R"({"stream":true,"prompt":"x"})").ok());
   ASSERT_EQ(c.readHead(milliseconds(3000)).status, 200);
   // Stop reading. The upstream must come to a standstill well short of the whole stream.
-  int64_t last = -1;
-  ASSERT_TRUE(pollUntil(
-      [&] {
-        int64_t now = demo_->stat("stream_bytes_sent").value_or(0);
-        bool still = now == last && now > 0;
-        last = now;
-        return still;
-      },
-      milliseconds(5000), milliseconds(200)));
+  auto bytes_sent = [&] { return demo_->stat("stream_bytes_sent").value_or(0); };
+  std::optional<int64_t> stalled = waitForStandstill(bytes_sent, milliseconds(5000));
+  ASSERT_TRUE(stalled.has_value()) << "the stream never came to a standstill";
+  const int64_t last = *stalled;
   EXPECT_LT(last, 32 * 1024 * 1024) << "the proxy kept reading for a client that does not read";
   // Reading again resumes the stream (once the socket buffers between have drained).
-  bool resumed = pollUntil(
-      [&] {
-        for (int i = 0; i < 20; ++i) c.readSome(milliseconds(10));
-        return demo_->stat("stream_bytes_sent").value_or(0) > last;
-      },
-      milliseconds(10000), milliseconds(1));
-  EXPECT_TRUE(resumed);
+  EXPECT_TRUE(readUntilCounterPasses(c, bytes_sent, last, milliseconds(10000)));
 }
 
 }  // namespace

@@ -730,6 +730,24 @@ TEST(ConfigLoaderTest, HttpsUpstreamWithHealthPassiveAndReadiness) {
   EXPECT_EQ(l.passive->max_down_for, absl::Minutes(1));
 }
 
+// http2: true picks HTTP/2 by ALPN, so it needs an https url; off by default.
+TEST(ConfigLoaderTest, Http2IsForHttpsUpstreamsOnly) {
+  auto c = loadOk(
+      "upstreams:\n"
+      "  hosted: {url: \"https://api.example.com\", http2: true}\n"
+      "  plain: {url: \"https://10.0.0.1\"}\n"
+      "routes: [{name: r, upstream: hosted, match: {}}]\n");
+  ASSERT_NE(c, nullptr);
+  EXPECT_TRUE(c->upstreams[0].http2);
+  EXPECT_FALSE(c->upstreams[1].http2);
+  std::vector<std::string> errors = loadErrors(
+      "upstreams:\n"
+      "  m: {url: \"http://h:1\", http2: true}\n"
+      "routes: [{name: r, upstream: m, match: {}}]\n");
+  EXPECT_THAT(errors, ElementsAre("t.yaml:2:33: upstream 'm' http2: needs an https:// url (HTTP/2 "
+                                  "is negotiated by ALPN during the TLS handshake)"));
+}
+
 // Invalid UTF-8 is a config error at its exact byte (yaml-cpp passes such
 // bytes through, and JSON serialisation would throw on them later).
 TEST(ConfigLoaderTest, InvalidUtf8InRespondJsonIsAnErrorAtItsByte) {

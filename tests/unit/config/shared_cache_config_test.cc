@@ -59,12 +59,38 @@ TEST(SharedCacheConfig, UrlPartsAndDefaults) {
   EXPECT_EQ((*plain)->cache.shared->timeout, absl::Milliseconds(20));
 }
 
+TEST(SharedCacheConfig, RedissTakesTheUpstreamsTlsBlock) {
+  auto c = loadString(withShared("{redis: \"rediss://redis.internal\", "
+                                 "tls: {ca: ca.pem, verify: false, sni: r.example}}"),
+                      "t.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  const SharedCacheConfig& s = *(*c)->cache.shared;
+  EXPECT_TRUE(s.tls);
+  EXPECT_EQ(s.host, "redis.internal");
+  EXPECT_EQ(s.port, 6379);
+  EXPECT_EQ(s.tls_settings.ca, "ca.pem");
+  EXPECT_FALSE(s.tls_settings.verify);
+  EXPECT_EQ(s.tls_settings.sni, "r.example");
+  nlohmann::json j = nlohmann::json::parse(toJson(**c));
+  EXPECT_EQ(j["cache"]["shared"]["tls"]["ca"], "ca.pem");
+  EXPECT_EQ(j["cache"]["shared"]["tls"]["verify"], false);
+  auto again = loadString(j.dump(), "t.json");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ((*again)->cache.shared->tls_settings.sni, "r.example");
+
+  auto plain = loadString(withShared("{redis: \"redis://r\"}"), "t.yaml");
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_FALSE((*plain)->cache.shared->tls);
+}
+
 TEST(SharedCacheConfig, ErrorsNameTheKeyAndItsPlace) {
-  EXPECT_THAT(errorOf(withShared("{redis: \"rediss://r:6379\"}")),
-              HasSubstr("t.yaml:2:19: cache.shared.redis 'rediss://r:6379' rediss:// (TLS to "
-                        "Redis) is not supported yet"));
   EXPECT_THAT(errorOf(withShared("{redis: \"http://r\"}")),
-              HasSubstr("must start with redis://"));
+              HasSubstr("t.yaml:2:19: cache.shared.redis 'http://r' must start with redis:// or "
+                        "rediss://"));
+  EXPECT_THAT(errorOf(withShared("{redis: \"redis://r\", tls: {verify: false}}")),
+              HasSubstr("t.yaml:2:37: cache.shared.tls applies to a rediss:// url only"));
+  EXPECT_THAT(errorOf(withShared("{redis: \"rediss://r\", tls: {cert: x}}")),
+              HasSubstr("unknown key 'cert' in cache.shared.tls"));
   EXPECT_THAT(errorOf(withShared("{redis: \"redis://u:secret@r\"}")),
               HasSubstr("holds a password; put it in password_file instead"));
   EXPECT_THAT(errorOf(withShared("{redis: \"redis://r/x\"}")),
