@@ -36,6 +36,19 @@ DOWN_PATH = "/down"
 OPEN_PATH = "/open"
 HTTPS_UP_PATH = "/https/predict"
 SSE_PATH = "/v1/chat/completions"
+SHARED_PATH = "/shared/infer"
+# The shared-tier row cycles through more keys than airbag's small local cache holds (LRU), so
+# every request misses in memory and finds its answer in Redis, stored there beforehand.
+SHARED_KEYS = 4096
+SHARED_BODY_FORMAT = '{"amount":120,"features":[0.12,0.5,0.33,0.91],"request":"shared-%d"}'
+SHARED_HITS = 'airbag_shared_cache_lookups_total{route="shared",result="hit"}'
+SHARED_NOTE = (f"shared-tier row: {SHARED_KEYS:,} keys stored in Redis beforehand, more than "
+               "airbag's 1 MiB local cache holds, so each request misses in memory and waits for "
+               "one Redis round trip (GET); Redis runs on the servers' CPU. Redis round trips per "
+               "path: local hit 0; shared-tier hit 1 (GET); miss in both tiers 1 awaited (GET) "
+               "plus the SET after the answer; with coalesce: true, the pod taking the lock 2 "
+               "awaited (GET, SET NX) plus SET and EVAL after the answer, a pod waiting on "
+               "another's lock 2 plus one GET per 10 ms of waiting")
 POST_BODY = b'{"amount":120,"features":[0.12,0.5,0.33,0.91],"request":"bench"}'
 SSE_BODY = (b'{"model":"bench","stream":true,'
             b'"messages":[{"role":"user","content":"hello from the benchmark"}]}')
@@ -132,10 +145,12 @@ class Target:
 
 
 def run_wrk(url, method, body_file, connections, duration_s, timeout_s, close=False, threads=1,
-            cpus=None):
-    """cpus: the CPUs wrk may run on (default: this process's own affinity)."""
+            cpus=None, keys=0):
+    """cpus: the CPUs wrk may run on (default: this process's own affinity); keys: cycle through
+    that many SHARED_BODY_FORMAT bodies instead of sending body_file."""
     env = dict(os.environ, BENCH_METHOD=method, BENCH_BODY_FILE=body_file or "",
-               BENCH_CLOSE="1" if close else "")
+               BENCH_CLOSE="1" if close else "", BENCH_KEYS=str(keys),
+               BENCH_BODY_FORMAT=SHARED_BODY_FORMAT)
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration_s}s", "--timeout", "2s",
            "-s", WRK_SCRIPT, url]
     pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
@@ -328,6 +343,15 @@ def request(url, method="GET", body=None, headers=None, timeout_s=5):
         conn.close()
 
 
+def metric_value(admin_url, sample):
+    """One sample of airbag's GET /metrics, 0 when absent."""
+    _, _, body = request(admin_url + "/metrics")
+    for line in body.decode().splitlines():
+        if line.startswith(sample + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
 def probe_features(targets, admin_url, log):
     """Which of the optional rows each proxy can run here; the rest are reported as n/a."""
     ok = {}
@@ -364,9 +388,33 @@ def probe_features(targets, admin_url, log):
         status, _, body = request(t.url + OPEN_PATH, "POST", POST_BODY, json_headers)
         return status == 503 and b"circuit_open" in body
 
+    def shared_hit(t):
+        # Stores every key of the row once (model call, then SET in Redis), then asks for the
+        # first again: long evicted from memory, it must come from Redis.
+        parsed = urllib.parse.urlsplit(t.url)
+        conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=5)
+        try:
+            for i in range(SHARED_KEYS):
+                conn.request("POST", SHARED_PATH, body=(SHARED_BODY_FORMAT % i).encode(),
+                             headers=json_headers)
+                resp = conn.getresponse()
+                resp.read()
+                if resp.status != 200:
+                    return False
+        finally:
+            conn.close()
+        for _ in range(50):  # the writes are asynchronous
+            status, headers, _ = request(t.url + SHARED_PATH, "POST",
+                                         (SHARED_BODY_FORMAT % 0).encode(), json_headers)
+            if status == 200 and headers.get("x-airbag-cache-tier") == "shared":
+                return True
+            time.sleep(0.1)
+        return False
+
     t = targets.get("airbag")
     if t:
         attempt("cache/airbag", cache_hit(t, "x-airbag-cache", "hit"))
+        attempt("shared/airbag", lambda: shared_hit(t))
         attempt("down/airbag", down_default(t, lambda h: h.get("x-airbag-source") == "default"))
         attempt("open/airbag", lambda: breaker_open(t))
     t = targets.get("nginx")
@@ -384,10 +432,10 @@ def probe_features(targets, admin_url, log):
 class Case:
     """tls: the client speaks TLS to the proxy's TLS port; close: a new connection per request."""
     def __init__(self, key, title, kind, path=None, method="POST", targets=ORDER, expect=200,
-                 tls=False, close=False):
+                 tls=False, close=False, keys=0):
         self.key, self.title, self.kind = key, title, kind
         self.path, self.method, self.targets, self.expect = path, method, targets, expect
-        self.tls, self.close = tls, close
+        self.tls, self.close, self.keys = tls, close, keys
 
 
 CASES = [
@@ -395,6 +443,8 @@ CASES = [
     Case("post", "POST pass-through", "wrk", POST_PATH),
     Case("rate", "POST at a fixed rate", "h2load", POST_PATH),
     Case("cache", "POST cache hit", "wrk", CACHE_PATH, targets=("airbag", "nginx")),
+    Case("shared", "POST shared-tier hit (local miss, Redis hit)", "wrk", SHARED_PATH,
+         targets=("airbag",), keys=SHARED_KEYS),
     Case("down", "upstream down → default answer", "wrk", DOWN_PATH, targets=PROXIES),
     Case("open", "breaker forced open → local 503", "wrk", OPEN_PATH, targets=("airbag",),
          expect=503),
@@ -435,7 +485,7 @@ def main_run(args):
             return False
         if case.kind == "wrk2":
             return name == "direct" or name in two
-        if case.key in ("cache", "down", "open"):
+        if case.key in ("cache", "shared", "down", "open"):
             return features.get(f"{case.key}/{name}", False)
         return True
 
@@ -467,6 +517,7 @@ def main_run(args):
             if not os.path.exists(f"/proc/{r}"):
                 raise SystemExit(f"measure: {name} (pid {r}) is no longer running")
         sampled = [proxy_root] if proxy_root and case.kind == "wrk" else []
+        hits0 = metric_value(args.airbag_admin, SHARED_HITS) if case.keys else 0
         with RssSampler(sampled) as sampler:
             if case.kind in ("wrk", "wrk2"):
                 wide = case.kind == "wrk2"
@@ -474,7 +525,7 @@ def main_run(args):
                               body_file if case.method == "POST" else None,
                               args.connections * (2 if wide else 1), duration, duration + 30,
                               case.close, threads=2 if wide else 1,
-                              cpus=set(range(os.cpu_count())) if wide else None)
+                              cpus=set(range(os.cpu_count())) if wide else None, keys=case.keys)
                 n = res["requests"]
                 bad = res["status"] + res["connect"] + res["read"] + res["write"] + res["timeout"]
                 if case.expect != 200:
@@ -493,6 +544,10 @@ def main_run(args):
                 vals = {"ttfe_us": res["ttfe_us"], "stream_us": res["stream_us"],
                         "errors": res["bad"]}
         cpu = {r: cpu_seconds(r) - cpu0[r] for r in roots}
+        if case.keys and n > 0:  # the share of answers that really came from Redis
+            # (requests still in flight when wrk stops were looked up but are not in n)
+            hits = metric_value(args.airbag_admin, SHARED_HITS) - hits0
+            vals["redis_pct"] = min(100.0, hits / n * 100)
         if n > 0:
             if proxy_root is not None:
                 vals["cpu_us"] = cpu[proxy_root] / n * 1e6
@@ -606,8 +661,9 @@ def report(rows, args, features, targets):
                 (case.key, n, "rps") in data for n in names):
             continue  # no TLS targets in this run
         missing = {}
-        if case.key in ("cache", "down", "open"):
-            why = "cache not available" if case.key == "cache" else "fallback not available"
+        if case.key in ("cache", "shared", "down", "open"):
+            why = ("cache not available" if case.key == "cache" else
+                   "Redis not available" if case.key == "shared" else "fallback not available")
             if case.key == "open":
                 why = "admin override not available"
             missing = {n: f"n/a ({why})" for n in names if not features.get(f"{case.key}/{n}")}
@@ -624,10 +680,18 @@ def report(rows, args, features, targets):
             row(case.title, "p99 latency (µs)", pick("p99_us"), missing=missing)
             row(case.title, "proxy CPU per request (µs)",
                 {n: v for n, v in pick("cpu_us").items() if n != "direct"}, 1, missing)
-            if case.key in ("cache", "down", "open"):
+            if case.key in ("cache", "shared", "down", "open"):
                 row(case.title, "CPU ÷ its own POST pass-through",
                     {n: paired(case.key, n, "cpu_us", "post", n, lambda a, b: a / b)
                      for n in live}, 2, missing)
+            if case.key == "shared":
+                row(case.title, "CPU ÷ its own local cache hit",
+                    {n: paired(case.key, n, "cpu_us", "cache", n, lambda a, b: a / b)
+                     for n in live}, 2, missing)
+                row(case.title, "added p50 over a local cache hit (µs)",
+                    {n: paired(case.key, n, "p50_us", "cache", n, lambda a, b: a - b)
+                     for n in live}, 0, missing)
+                row(case.title, "answers served from Redis (%)", pick("redis_pct"), 1, missing)
         elif case.kind == "h2load":
             title = f"POST at {args.rate:,} req/s (h2load)"
             sub = lambda a, b: a - b
@@ -676,6 +740,8 @@ def report(rows, args, features, targets):
                  "RSS is summed over each proxy's processes")
     if args.tls_note:
         notes.append(args.tls_note)
+    if any(c == "shared" for (c, _, _) in data):
+        notes.append(SHARED_NOTE)
     if args.loadgen_cpu is not None:
         notes.append("servers pinned to CPU 0, load generators to CPU "
                      f"{args.loadgen_cpu} (taskset)")

@@ -48,6 +48,7 @@ UP_NGINX_PORT=$((PORT_BASE + 0))   # nginx answering a fixed ~600 B JSON
 DEMO_PORT=$((PORT_BASE + 1))       # the demo model server
 DEAD_PORT=$((PORT_BASE + 2))       # nothing listens here: the "model is down" rows
 UP_TLS_PORT=$((PORT_BASE + 3))     # the nginx stand-in over TLS: the https upstream rows
+REDIS_PORT=$((PORT_BASE + 4))      # redis-server: airbag's shared cache tier (the shared row)
 AIRBAG_PORT=$((PORT_BASE + 10))
 AIRBAG_ADMIN_PORT=$((PORT_BASE + 11))
 AIRBAG_TLS_PORT=$((PORT_BASE + 12))
@@ -69,7 +70,8 @@ die() { printf 'run.sh: %s\n' "$*" >&2; exit 1; }
 
 install_tools() {
   local -A want=([nginx]="nginx-light nginx" [haproxy]=haproxy [wrk]=wrk [h2load]=nghttp2-client
-                 [taskset]=util-linux [python3]=python3 [curl]=curl [openssl]=openssl)
+                 [taskset]=util-linux [python3]=python3 [curl]=curl [openssl]=openssl
+                 [redis-server]=redis-server)
   local tool missing=()
   for tool in "${!want[@]}"; do
     command -v "${tool}" >/dev/null 2>&1 || missing+=("${tool}")
@@ -102,7 +104,7 @@ if [[ ${SETUP} -eq 1 ]]; then
   log "building airbag (scripts/setup.sh; the first run takes a few minutes)"
   "${ROOT}/scripts/setup.sh"
 fi
-for tool in nginx haproxy wrk h2load taskset python3 curl openssl; do
+for tool in nginx haproxy wrk h2load taskset python3 curl openssl redis-server redis-cli; do
   command -v "${tool}" >/dev/null 2>&1 || die "${tool} not found (run without --no-setup)"
 done
 for bin in "${AIRBAG_BIN}" "${DEMO_BIN}"; do
@@ -112,7 +114,7 @@ done
 # ---------------------------------------------------------------- processes
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for port in "${UP_NGINX_PORT}" "${DEMO_PORT}" "${DEAD_PORT}" "${UP_TLS_PORT}" "${AIRBAG_PORT}" \
+for port in "${UP_NGINX_PORT}" "${DEMO_PORT}" "${DEAD_PORT}" "${UP_TLS_PORT}" "${REDIS_PORT}" "${AIRBAG_PORT}" \
             "${AIRBAG_ADMIN_PORT}" "${AIRBAG_TLS_PORT}" "${NGINX_PORT}" "${NGINX_TLS_PORT}" \
             "${HAPROXY_PORT}" "${AIRBAG2_PORT}" "${AIRBAG2_ADMIN_PORT}" "${AIRBAG2_TLS_PORT}" \
             "${NGINX2_PORT}" "${NGINX2_TLS_PORT}" "${HAPROXY2_PORT}"; do
@@ -219,7 +221,8 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
   die "openssl could not make the benchmark's certificate"
 
 COMMON=(RUN_DIR="${RUN_DIR}" USER_LINE="${USER_LINE}" DEMO_PORT="${DEMO_PORT}"
-        DEAD_PORT="${DEAD_PORT}" UP_NGINX_PORT="${UP_NGINX_PORT}" UP_TLS_PORT="${UP_TLS_PORT}")
+        DEAD_PORT="${DEAD_PORT}" UP_NGINX_PORT="${UP_NGINX_PORT}" UP_TLS_PORT="${UP_TLS_PORT}"
+        REDIS_PORT="${REDIS_PORT}")
 
 # ---------------------------------------------------------------- upstream stand-in
 
@@ -229,9 +232,18 @@ render "${HERE}/nginx-upstream.conf.in" "${RUN_DIR}/nginx-upstream.conf" "${COMM
 start nginx-upstream nginx -c "${RUN_DIR}/nginx-upstream.conf" -p "${RUN_DIR}" \
   -e "${RUN_DIR}/nginx-upstream.error.log"
 start demo "${DEMO_BIN}" --listen "127.0.0.1:${DEMO_PORT}" --name bench
+# The shared tier's Redis, beside the servers on their core: no persistence, loopback only.
+start redis redis-server --port "${REDIS_PORT}" --bind 127.0.0.1 --save "" --appendonly no \
+  --dir "${RUN_DIR}"
 wait_ready nginx-upstream "http://127.0.0.1:${UP_NGINX_PORT}/"
 wait_ready nginx-upstream "https://127.0.0.1:${UP_TLS_PORT}/"
 wait_ready demo "http://127.0.0.1:${DEMO_PORT}/health"
+deadline=$((SECONDS + READY_TIMEOUT_S))
+until [[ $(redis-cli -h 127.0.0.1 -p "${REDIS_PORT}" ping 2>/dev/null) == PONG ]]; do
+  kill -0 "${PID_OF[redis]}" 2>/dev/null || die "redis-server exited during start-up"
+  [[ ${SECONDS} -lt ${deadline} ]] || die "redis-server not ready after ${READY_TIMEOUT_S}s"
+  sleep 0.1
+done
 curl -fsS -o /dev/null -X PUT "http://127.0.0.1:${DEMO_PORT}/control/behavior" \
   -d "{\"response_bytes\":600,\"stream_events\":100,\"stream_interval_ms\":0}" ||
   die "the demo server refused its behaviour"

@@ -89,7 +89,11 @@ struct SharedCacheConfig {
   std::string username;       // from the URL's user part; empty: the default user
   std::string password_file;  // empty: no AUTH
   absl::Duration timeout = absl::Milliseconds(5);  // each lookup
-  bool coalesce = false;  // cross-pod fill lock (not built yet: refused at load)
+  bool coalesce = false;  // cross-pod fill lock (SET NX PX) after a miss in both tiers
+  // How long a pod that finds the fill lock taken waits for the holder's
+  // answer to appear (polling GET) before calling the model itself; also the
+  // lock's own expiry, so a dead holder stalls no one past it.
+  absl::Duration coalesce_wait = absl::Milliseconds(300);
   bool cluster = false;   // Redis Cluster (not built yet: refused at load)
   bool tls = false;       // rediss://
   UpstreamTlsConfig tls_settings;  // `tls`: ca, verify, sni (rediss:// only)

@@ -316,6 +316,7 @@ std::string toJson(const Config& config) {
     Json shared = {{"redis", s->redis},
                    {"timeout", duration(s->timeout)},
                    {"coalesce", s->coalesce},
+                   {"coalesce_wait", duration(s->coalesce_wait)},
                    {"cluster", s->cluster}};
     if (!s->password_file.empty()) shared["password_file"] = "<set>";
     if (s->tls) shared["tls"] = clientTls(s->tls_settings);

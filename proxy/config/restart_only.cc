@@ -77,6 +77,7 @@ std::vector<std::string> keepRestartOnly(const Config& running, Config& next) {
   bool same_shared = ns.has_value() == rs.has_value() &&
                      (!ns || (ns->redis == rs->redis && ns->password_file == rs->password_file &&
                               ns->timeout == rs->timeout && ns->coalesce == rs->coalesce &&
+                              ns->coalesce_wait == rs->coalesce_wait &&
                               ns->cluster == rs->cluster && ns->tls_settings == rs->tls_settings));
   if (!same_shared) {
     warnings.push_back(hidden("cache.shared"));

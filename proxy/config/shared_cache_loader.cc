@@ -56,7 +56,8 @@ std::string parseRedisUrl(std::string_view url, SharedCacheConfig& s) {
 
 void Loader::readSharedCache(const Entry& e, SharedCacheConfig& s) {
   MapReader m(diag_, e.value, "cache.shared",
-              {"redis", "password_file", "timeout", "coalesce", "cluster", "tls"});
+              {"redis", "password_file", "timeout", "coalesce", "coalesce_wait", "cluster",
+               "tls"});
   if (!m.valid()) return;
   if (const Entry* r = m.require("redis")) {
     if (auto v = read_.string(r)) {
@@ -79,9 +80,15 @@ void Loader::readSharedCache(const Entry& e, SharedCacheConfig& s) {
         s.timeout = *v;
     }
   }
-  if (const Entry* c = m.find("coalesce")) {
-    if (auto v = read_.boolean(c); v && *v)
-      diag_.error(c->mark(), "cache.shared.coalesce is not supported yet; leave it false");
+  if (auto v = read_.boolean(m.find("coalesce"))) s.coalesce = *v;
+  if (const Entry* w = m.find("coalesce_wait")) {
+    if (auto v = read_.duration(w, false)) {
+      if (*v > absl::Seconds(30))
+        diag_.error(w->mark(),
+                    "cache.shared.coalesce_wait must be at most 30s: a request waits for it");
+      else
+        s.coalesce_wait = *v;
+    }
   }
   if (const Entry* c = m.find("cluster")) {
     if (auto v = read_.boolean(c); v && *v)

@@ -355,6 +355,12 @@ Registry::Registry(absl::Time start_time) : start_time_(start_time) {
       "Commands to the shared (Redis) cache tier that went wrong, by op: get (timed out or "
       "failed), set (timed out, failed, or not sent while its breaker is open).",
       {"op"});
+  f.shared_cache_coalesce_total = defineCounter(
+      "airbag_shared_cache_coalesce_total",
+      "Fills coalesced across pods (cache.shared.coalesce) after a miss in both tiers, by "
+      "outcome: lock_taken (this pod calls the model), waited_hit (another pod's answer came), "
+      "wait_timeout (none came in coalesce_wait), skipped (Redis refused or failed).",
+      {"route", "outcome"});
 }
 
 Registry::~Registry() = default;

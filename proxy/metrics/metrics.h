@@ -81,6 +81,7 @@ struct Families {
   FamilyId shared_cache_lookups_total;    // {route,result}
   FamilyId shared_cache_duration_seconds; // histogram, no labels
   FamilyId shared_cache_errors_total;     // {op}
+  FamilyId shared_cache_coalesce_total;   // {route,outcome}
 };
 
 class Registry;

@@ -315,6 +315,9 @@ void Exchange::onTimer() {
     case Stage::kAdmission:  // a recheck, or the queue timeout
       onAdmissionTimer(now);
       return;
+    case Stage::kSharedLookup:  // waiting for another pod's answer (exchange_coalesce.cc)
+      pollShared(now);
+      return;
     case Stage::kBackoff:
       startAttempt(now);
       return;

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -23,6 +24,7 @@
 #include "proxy/json/document.h"
 #include "proxy/pipeline/downstream.h"
 #include "proxy/pipeline/holds.h"
+#include "proxy/pipeline/shared_lock.h"
 #include "proxy/pipeline/upstream_try.h"
 #include "proxy/pipeline/worker_context.h"
 
@@ -115,6 +117,14 @@ class Exchange final : private UpstreamTry::Owner,
     BulkheadSlot bulkhead;
     BreakerPermit permit;  // for the try in flight (or about to be)
     FillLeadership fill;   // this request fetches for coalesced followers
+    SharedFillLock shared_lock;  // ... and for the fleet (cache.shared.coalesce)
+  };
+
+  // What the shared tier is being asked in kSharedLookup.
+  enum class SharedAsk : uint8_t {
+    kLookup,  // GET after a local miss
+    kLock,    // SET NX PX of the fleet's fill lock, after a miss in both tiers
+    kPoll,    // GET while another pod holds the lock (the timer paces the next)
   };
 
   // Everything one request decides and learns, reset by value at its start.
@@ -150,6 +160,8 @@ class Exchange final : private UpstreamTry::Owner,
     bool shared_stale_tried = false;
     Failure shared_failure = Failure::kUnavailable;  // what sent the ladder to the shared tier
     absl::Time shared_sent;
+    SharedAsk shared_ask = SharedAsk::kLookup;
+    absl::Time coalesce_until;  // the end of the wait for another pod's answer
     bool stale_tried = false;
     size_t fallback_next = 0;            // the next ladder step to try
     std::optional<size_t> fallback_try;  // the fallback step whose upstream is being tried
@@ -223,7 +235,19 @@ class Exchange final : private UpstreamTry::Owner,
   bool lookupShared(absl::Time now);
   bool staleFromShared(Failure failure, absl::Time now);
   bool askShared(Stage stage, absl::Time now);
+  // Sends one command whose answer comes to onSharedResult while this
+  // request is still on this exchange; false when the client refused it.
+  bool sendShared(std::initializer_list<std::string_view> args, absl::Duration timeout);
   void countShared(std::string_view result);
+  // Coalescing across pods (exchange_coalesce.cc). takeFillLock asks for the
+  // fleet's fill lock after a miss in both tiers; true when asked (the answer
+  // comes to onFillLock). pollShared is the wait's timer.
+  bool takeFillLock(absl::Time now);
+  void onFillLock(shared_cache::Result&& result, absl::Time now);
+  void pollShared(absl::Time now);
+  // A polled GET found nothing to serve: wait on, or give up the wait.
+  void waitOrGiveUp(bool redis_answered, absl::Time now);
+  void countCoalesce(std::string_view outcome);
 
   // The ladder (exchange_fallback.cc).
   void runFallback(Failure failure, absl::Time now);
@@ -262,6 +286,8 @@ class Exchange final : private UpstreamTry::Owner,
   std::string source_label_;
   std::string cache_key_;  // empty: not cacheable
   std::string shared_key_;  // its Redis key
+  std::string lock_key_;    // the fleet's fill lock for it (cache.shared.coalesce)
+  std::string lock_token_;  // this request's claim on that lock
   std::string upstream_head_;
   std::string scratch_;
   HeaderPairs scratch_headers_;

@@ -17,11 +17,8 @@ void Exchange::countShared(std::string_view result) {
                              {r_.route->name, result});
 }
 
-bool Exchange::askShared(Stage stage, absl::Time now) {
-  shared_cache::Client* client = ctx_.shared_cache;
-  if (!client || !r_.route->cache || !r_.route->cache->shared || cache_key_.empty()) return false;
-  const shared_cache::TierSettings& s = client->tier().settings();
-  shared_key_ = shared_cache::redisKey(s.prefix, r_.route->name, cache_key_);
+bool Exchange::sendShared(std::initializer_list<std::string_view> args,
+                          absl::Duration timeout) {
   // The answer finds this exchange through the worker's registry, and only
   // while it is still on this request.
   WorkerContext* ctx = &ctx_;
@@ -32,7 +29,16 @@ bool Exchange::askShared(Stage stage, absl::Time now) {
     Exchange* e = ctx->exchanges[slot];
     if (e && e->generation() == generation) e->onSharedResult(std::move(r));
   };
-  if (!client->command({"GET", shared_key_}, s.timeout, std::move(deliver))) {
+  return ctx_.shared_cache->command(args, timeout, std::move(deliver));
+}
+
+bool Exchange::askShared(Stage stage, absl::Time now) {
+  shared_cache::Client* client = ctx_.shared_cache;
+  if (!client || !r_.route->cache || !r_.route->cache->shared || cache_key_.empty()) return false;
+  const shared_cache::TierSettings& s = client->tier().settings();
+  shared_key_ = shared_cache::redisKey(s.prefix, r_.route->name, cache_key_);
+  r_.shared_ask = SharedAsk::kLookup;
+  if (!sendShared({"GET", shared_key_}, s.timeout)) {
     countShared("skipped");
     return false;
   }
@@ -53,6 +59,10 @@ bool Exchange::staleFromShared(Failure failure, absl::Time now) {
 void Exchange::onSharedResult(shared_cache::Result&& result) {
   if (stage_ != Stage::kSharedLookup && stage_ != Stage::kSharedStale) return;
   absl::Time now = ctx_.dispatcher->now();
+  if (r_.shared_ask == SharedAsk::kLock) {
+    onFillLock(std::move(result), now);
+    return;
+  }
   if (ctx_.metrics)
     ctx_.metrics->observe(ctx_.metrics->families().shared_cache_duration_seconds, {},
                           absl::ToDoubleSeconds(now - r_.shared_sent));
@@ -87,14 +97,16 @@ void Exchange::onSharedResult(shared_cache::Result&& result) {
     serveEntry(*found.entry, AnswerSource::kStale, "stale");
     return;
   }
+  // A GET while another pod fills the key: its answer is the coalesced one.
+  bool polled = r_.shared_ask == SharedAsk::kPoll;
   switch (found.kind) {
     case policy::CacheStore::Lookup::kFresh:
-      countShared("hit");
+      polled ? countCoalesce("waited_hit") : countShared("hit");
       r_.holds.fill.complete(found.entry);  // requests coalesced behind this one get it too
       serveEntry(*found.entry, AnswerSource::kCache, "hit");
       return;
     case policy::CacheStore::Lookup::kStale:
-      countShared("stale");
+      polled ? countCoalesce("waited_hit") : countShared("stale");
       r_.holds.fill.reset();
       if (found.revalidate) startRevalidation(now);
       serveEntry(*found.entry, AnswerSource::kStale, "stale");
@@ -103,7 +115,14 @@ void Exchange::onSharedResult(shared_cache::Result&& result) {
     case policy::CacheStore::Lookup::kMiss:
       break;
   }
+  bool answered = nil || entry;  // Redis is there and the value (if any) is sound
+  if (polled) {
+    waitOrGiveUp(answered, now);
+    return;
+  }
   countShared(miss);
+  // After a miss in both tiers, the fleet may already be fetching this key.
+  if (answered && takeFillLock(now)) return;
   checkBreaker(now);
 }
 

@@ -44,6 +44,8 @@ absl::StatusOr<std::shared_ptr<const Tier>> makeTier(const SharedCacheConfig& co
   s.db = config.db;
   s.username = config.username;
   s.timeout = config.timeout;
+  s.coalesce = config.coalesce;
+  s.coalesce_wait = config.coalesce_wait;
   s.address = address;
   s.address_len = address_len;
   if (!config.password_file.empty()) {

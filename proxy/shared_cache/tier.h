@@ -32,6 +32,12 @@ struct TierSettings {
   absl::Duration write_timeout = absl::Milliseconds(250);  // writes, deletes, scans
   absl::Duration connect_timeout = absl::Seconds(1);
   std::string prefix = "airbag:";
+  // Coalescing across pods (cache.shared.coalesce): the fill lock's expiry
+  // and the longest wait for another pod's answer, and how often that wait
+  // asks Redis whether the answer is there.
+  bool coalesce = false;
+  absl::Duration coalesce_wait = absl::Milliseconds(300);
+  absl::Duration coalesce_poll = absl::Milliseconds(10);
   size_t max_pending = 1024;  // commands waiting on one connection
   // rediss://: the TLS client context and the name sent as SNI and verified.
   std::shared_ptr<const http::ClientTls> tls;

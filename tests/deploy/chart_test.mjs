@@ -189,6 +189,11 @@ for (const [name, sets] of [
   const sharedPod = shared.docs.find((d) => d.kind === "Deployment")?.spec.template.spec;
   check(sharedPod?.volumes?.some((v) => v.secret?.secretName === "airbag-redis"),
     "shared cache: the password Secret is not mounted");
+  check(sharedConfig?.coalesce === undefined, "shared cache: coalescing on by default");
+  const coalesced = renderedConfig(helmTemplate([], ["airbag.sharedCache.redis=redis://redis:6379",
+    "airbag.sharedCache.coalesce=true", "airbag.sharedCache.coalesceWait=800ms"]).docs)?.cache?.shared;
+  equal(coalesced?.coalesce, true, "shared cache: coalesce");
+  equal(coalesced?.coalesce_wait, "800ms", "shared cache: coalesce_wait");
   check(renderedConfig(helmTemplate([], []).docs)?.cache?.shared === undefined,
     "shared cache: on without airbag.sharedCache.redis");
   const classic = helmTemplate([], ["airbag.sidecar=container"]).docs.find((d) => d.kind === "Deployment");

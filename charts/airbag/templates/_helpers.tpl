@@ -61,6 +61,10 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if .redis -}}
 {{- $cache := default (dict) $config.cache -}}
 {{- $shared := dict "redis" .redis "timeout" .timeout -}}
+{{- if .coalesce -}}
+{{- $_ := set $shared "coalesce" true -}}
+{{- $_ := set $shared "coalesce_wait" (.coalesceWait | default "300ms") -}}
+{{- end -}}
 {{- if .passwordSecret -}}
 {{- $_ := set $shared "password_file" "/var/run/airbag/redis/password" -}}
 {{- end -}}

@@ -49,6 +49,7 @@ TEST(SharedCacheConfig, UrlPartsAndDefaults) {
   EXPECT_EQ(s.password_file, "pw");
   EXPECT_EQ(s.timeout, absl::Milliseconds(5));
   EXPECT_FALSE(s.coalesce);
+  EXPECT_EQ(s.coalesce_wait, absl::Milliseconds(300));
   EXPECT_TRUE((*c)->routes[0].cache->shared);
 
   auto plain = loadString(withShared("{redis: \"redis://[::1]\", timeout: 20ms}"), "t.yaml");
@@ -97,8 +98,12 @@ TEST(SharedCacheConfig, ErrorsNameTheKeyAndItsPlace) {
               HasSubstr("database 'x' is not a number in 0..1023"));
   EXPECT_THAT(errorOf(withShared("{redis: \"redis://r\", timeout: 2s}")),
               HasSubstr("cache.shared.timeout must be at most 1s"));
-  EXPECT_THAT(errorOf(withShared("{redis: \"redis://r\", coalesce: true}")),
-              HasSubstr("cache.shared.coalesce is not supported yet"));
+  EXPECT_THAT(errorOf(withShared("{redis: \"redis://r\", coalesce: true, coalesce_wait: 1m}")),
+              HasSubstr("t.yaml:2:63: cache.shared.coalesce_wait must be at most 30s"));
+  EXPECT_THAT(errorOf(withShared("{redis: \"redis://r\", coalesce: true, coalesce_wait: 0s}")),
+              HasSubstr("t.yaml:2:63: 'coalesce_wait' must be greater than 0s"));
+  EXPECT_THAT(errorOf(withShared("{redis: \"redis://r\", coalesce: maybe}")),
+              HasSubstr("t.yaml:2:42: 'coalesce' must be true or false"));
   EXPECT_THAT(errorOf(withShared("{redis: \"redis://r\", cluster: true}")),
               HasSubstr("cache.shared.cluster (Redis Cluster) is not supported yet"));
   EXPECT_THAT(errorOf(withShared("{timeout: 5ms}")), HasSubstr("redis"));
@@ -108,6 +113,26 @@ TEST(SharedCacheConfig, ErrorsNameTheKeyAndItsPlace) {
   std::string no_tier = std::string(kRoute) + "{shared: true}\n";
   EXPECT_THAT(errorOf(no_tier), HasSubstr("t.yaml:7:21: cache.shared: true needs the global "
                                           "cache.shared (where Redis is)"));
+}
+
+TEST(SharedCacheConfig, CoalescingIsOptInWithItsWait) {
+  auto c = loadString(withShared("{redis: \"redis://r\", coalesce: true, coalesce_wait: 750ms}"),
+                      "t.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE((*c)->cache.shared->coalesce);
+  EXPECT_EQ((*c)->cache.shared->coalesce_wait, absl::Milliseconds(750));
+  nlohmann::json j = nlohmann::json::parse(toJson(**c));
+  EXPECT_EQ(j["cache"]["shared"]["coalesce"], true);
+  EXPECT_EQ(j["cache"]["shared"]["coalesce_wait"], "750ms");
+  auto again = loadString(j.dump(), "t.json");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ((*again)->cache.shared->coalesce_wait, absl::Milliseconds(750));
+  // Read only at start, like the rest of cache.shared.
+  Config n = **again;
+  auto other = loadString(withShared("{redis: \"redis://r\", coalesce: true}"), "t.yaml");
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ(keepRestartOnly(**other, n).size(), 1u);
+  EXPECT_EQ(n.cache.shared->coalesce_wait, absl::Milliseconds(300));
 }
 
 TEST(SharedCacheConfig, GetConfigShowsItWithoutThePasswordFileAndItLoadsBack) {
