@@ -42,6 +42,38 @@ build() {
   rm -f "${log}"
 }
 
+# Per-section timing, so that a CI log shows where the time goes: each section prints when it
+# starts and, when it ends, its wall seconds and the CPU seconds (user + sys) of everything it ran.
+# CPU seconds are what contention distorts least; on two idle cores a build's wall is about half
+# of them. The table is printed again before the summaries.
+TIMES_FILE="$(mktemp -t airbag-times.XXXXXX)"
+trap 'rm -f "${TIMES_FILE}"' EXIT
+TIMINGS=()
+# Sets CHILDREN_CPU to the user + sys seconds, in hundredths, of every finished child of this
+# shell (`times` must run in this shell, not in a command substitution).
+children_cpu() {
+  times >"${TIMES_FILE}"
+  CHILDREN_CPU="$(awk 'NR == 2 { for (i = 1; i <= 2; i++) { split($i, t, "m"); sub("s", "", t[2]);
+                 c += t[1] * 60 + t[2] } printf "%d\n", c * 100 + 0.5 }' "${TIMES_FILE}")"
+}
+SECTION_NAME=""
+section_start() {
+  SECTION_NAME="$1"
+  SECTION_WALL=${SECONDS}
+  children_cpu
+  SECTION_CPU=${CHILDREN_CPU}
+  echo "test.sh: $(date -u +%H:%M:%S) ${SECTION_NAME}: started"
+}
+section_end() {
+  local cpu line
+  children_cpu
+  cpu=$((CHILDREN_CPU - SECTION_CPU))
+  line="$(printf '%-28s %5d s wall %6d.%02d s cpu' "${SECTION_NAME}" $((SECONDS - SECTION_WALL)) \
+    $((cpu / 100)) $((cpu % 100)))"
+  TIMINGS+=("${line}")
+  echo "test.sh: $(date -u +%H:%M:%S) ${line}"
+}
+
 # Runs ctest in $1 (more ctest arguments may follow), keeping its summary line in SUMMARY[$1];
 # returns ctest's status.
 declare -A SUMMARY
@@ -58,23 +90,35 @@ run_ctest() {
   return "${status}"
 }
 
+section_start "setup (and build of build/)"
 "${ROOT}/scripts/setup.sh"
+section_end
 
 failed=0
+section_start "build of build/"
 build "${ROOT}/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo || failed=1
+section_end
 if [[ ${failed} -eq 0 ]]; then
+  section_start "tests in build/"
   run_ctest "${ROOT}/build" || failed=1
+  section_end
 else
   SUMMARY["${ROOT}/build"]="build failed"
 fi
 
 if [[ ${SANITIZE} -eq 1 ]]; then
   asan_dir="${ROOT}/build-asan"
-  if build "${asan_dir}" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAIRBAG_SANITIZE=ON \
-      -DAIRBAG_BUILD_BENCH=OFF; then
+  section_start "build of build-asan/"
+  asan_built=0
+  build "${asan_dir}" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAIRBAG_SANITIZE=ON \
+    -DAIRBAG_BUILD_BENCH=OFF && asan_built=1
+  section_end
+  if [[ ${asan_built} -eq 1 ]]; then
+    section_start "tests in build-asan/"
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
       UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
       run_ctest "${asan_dir}" || failed=1
+    section_end
   else
     SUMMARY["${asan_dir}"]="build failed"
     failed=1
@@ -83,12 +127,14 @@ fi
 
 if [[ ${SANITIZE} -eq 1 ]]; then
   # Fuzzing: a short run of each target from its committed corpus; a finding fails the run.
+  section_start "fuzz build and runs"
   fuzz_out="$(mktemp -t airbag-fuzz.XXXXXX)"
   AIRBAG_JOBS="${JOBS}" "${ROOT}/tests/fuzz/run.sh" "${AIRBAG_FUZZ_SECONDS:-30}" 2>&1 \
     | tee "${fuzz_out}" || failed=1
   FUZZ_SUMMARY="$(grep -E '^fuzz: .*fuzz targets passed' "${fuzz_out}" | tail -n 1 || true)"
   [[ -n ${FUZZ_SUMMARY} ]] || FUZZ_SUMMARY="fuzz: no summary (see above)"
   rm -f "${fuzz_out}"
+  section_end
 
   # ThreadSanitizer, clang-built: the unit, integration, chaos and soak tests, with the airbag
   # and demo-model-server binaries they run built with TSan too (the corpus replays are single
@@ -96,30 +142,33 @@ if [[ ${SANITIZE} -eq 1 ]]; then
   # binary's fails its test; a child's fails the test that started it (the harness looks for it
   # in the child's stderr).
   tsan_dir="${ROOT}/build-tsan"
-  tsan_started=${SECONDS}
-  if build "${tsan_dir}" -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
-      -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAIRBAG_TSAN=ON -DAIRBAG_BUILD_BENCH=OFF; then
-    tsan_built=${SECONDS}
+  section_start "build of build-tsan/"
+  tsan_built=0
+  build "${tsan_dir}" -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAIRBAG_TSAN=ON -DAIRBAG_BUILD_BENCH=OFF && tsan_built=1
+  section_end
+  if [[ ${tsan_built} -eq 1 ]]; then
+    section_start "tests in build-tsan/"
     # Not yet here: the integration suites of the TLS listener, the status page (a browser
     # beside the process), admission and the shared cache, whose timing bounds have not been
     # sized for ThreadSanitizer's slowdown; their unit tests do run here.
     TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" run_ctest "${tsan_dir}" \
       -L '^(unit|integration|chaos|soak)$' \
       -E '^(TlsListenerTest|StatusPageTest|AdmissionTest|SharedCacheTest)\.' || failed=1
-    TSAN_TIME="ThreadSanitizer: build $((tsan_built - tsan_started)) s, tests $((SECONDS - tsan_built)) s"
+    section_end
   else
     SUMMARY["${tsan_dir}"]="build failed"
-    TSAN_TIME="ThreadSanitizer: build failed after $((SECONDS - tsan_started)) s"
     failed=1
   fi
 fi
 
 echo
+echo "time per section:"
+printf '  %s\n' "${TIMINGS[@]}"
 if [[ ${SANITIZE} -eq 1 ]]; then
   echo "${FUZZ_SUMMARY}"
   echo "summary of build-tsan/ (unit, integration, chaos and soak tests):"
   echo "${SUMMARY["${ROOT}/build-tsan"]}"
-  echo "${TSAN_TIME}"
 fi
 echo "summary of build/:"
 echo "${SUMMARY["${ROOT}/build"]}"

@@ -317,7 +317,7 @@ class Soak {
   SteadyClock::time_point restart_until_ = SteadyClock::time_point::min();
 };
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#if defined(AIRBAG_TEST_ASAN) || defined(AIRBAG_TEST_TSAN)  // see harness.h
 // The sanitizer's quarantine and shadow memory grow on their own for a while.
 constexpr double kRssSlopeBoundKibPerMin = 128 * 1024;  // ASan measured ~56 MiB/min
 constexpr int64_t kFinalRssSlackKib = 256 * 1024;

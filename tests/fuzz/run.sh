@@ -38,6 +38,7 @@ launcher=()
 command -v ccache >/dev/null 2>&1 && launcher=(-DCMAKE_C_COMPILER_LAUNCHER=ccache
                                                -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 log="$(mktemp -t airbag-fuzz-build.XXXXXX)"
+build_started=${SECONDS}
 if ! { cmake -S "${ROOT}" -B "${BUILD}" -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
          -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAIRBAG_FUZZ=ON -DAIRBAG_BUILD_TESTS=OFF \
          -DAIRBAG_BUILD_BENCH=OFF "${launcher[@]}" &&
@@ -48,6 +49,7 @@ if ! { cmake -S "${ROOT}" -B "${BUILD}" -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COM
   exit 1
 fi
 rm -f "${log}"
+echo "fuzz: $(date -u +%H:%M:%S) built ${BUILD} in $((SECONDS - build_started)) s"
 
 failed=0
 passed=0

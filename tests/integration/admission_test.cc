@@ -49,7 +49,7 @@ class Load {
   Load(int port, int n) {
     for (int i = 0; i < n; ++i)
       threads_.emplace_back(
-          [port] { fetch(port, "POST", "/predict", {}, "{}", milliseconds(20000)); });
+          [port] { fetch(port, "POST", "/predict", {}, "{}", scaled(milliseconds(20000))); });
   }
   ~Load() {
     for (std::thread& t : threads_) t.join();
@@ -69,12 +69,12 @@ TEST(AdmissionTest, WhileTheModelIsSaturatedTheOverflowGoesDownTheLadder) {
       {{"MODEL", (*model)->url()}, {"METRICS_PATH", "/metrics"}, {"QUEUE_TIMEOUT", "100ms"}});
   ASSERT_TRUE(a.ok()) << a.status();
   AirbagProcess& ab = **a;
-  ASSERT_TRUE(pollUntil([&] { return state(ab) == "ok"; }, milliseconds(5000)));
+  ASSERT_TRUE(pollUntil([&] { return state(ab) == "ok"; }, scaled(milliseconds(5000))));
   EXPECT_EQ(ab.metric(R"(airbag_upstream_saturated{upstream="model"})"), 0);
 
   {
     Load load(ab.port(), 6);
-    ASSERT_TRUE(pollUntil([&] { return state(ab) == "saturated"; }, milliseconds(5000)))
+    ASSERT_TRUE(pollUntil([&] { return state(ab) == "saturated"; }, scaled(milliseconds(5000))))
         << ab.admin("GET", "/upstreams").body;
     nlohmann::json sat = ab.admin("GET", "/upstreams").json()["model"]["saturation"];
     EXPECT_EQ(sat["readings"][0]["metric"], "vllm:num_requests_waiting");
@@ -94,7 +94,7 @@ TEST(AdmissionTest, WhileTheModelIsSaturatedTheOverflowGoesDownTheLadder) {
     EXPECT_EQ(routes["state"]["upstream"]["saturation"]["state"], "saturated");
   }
   // The queue drained: requests reach the model again, without the header.
-  ASSERT_TRUE(pollUntil([&] { return state(ab) == "ok"; }, milliseconds(10000)));
+  ASSERT_TRUE(pollUntil([&] { return state(ab) == "ok"; }, scaled(milliseconds(10000))));
   Response r = ab.fetch("POST", "/predict", {}, "{}");
   EXPECT_EQ(r.header("x-airbag-source"), "upstream");
   EXPECT_EQ(r.header("x-airbag-admission"), "");
@@ -109,12 +109,12 @@ TEST(AdmissionTest, ARequestQueuedWhileSaturatedIsAdmittedWhenTheQueueDrains) {
       {{"MODEL", (*model)->url()}, {"METRICS_PATH", "/metrics"}, {"QUEUE_TIMEOUT", "15s"}});
   ASSERT_TRUE(a.ok()) << a.status();
   AirbagProcess& ab = **a;
-  ASSERT_TRUE(pollUntil([&] { return state(ab) == "ok"; }, milliseconds(5000)));
+  ASSERT_TRUE(pollUntil([&] { return state(ab) == "ok"; }, scaled(milliseconds(5000))));
   Response r;
   {
     Load load(ab.port(), 4);
-    ASSERT_TRUE(pollUntil([&] { return state(ab) == "saturated"; }, milliseconds(5000)));
-    r = ab.fetch("POST", "/predict", {}, "{}", milliseconds(20000));
+    ASSERT_TRUE(pollUntil([&] { return state(ab) == "saturated"; }, scaled(milliseconds(5000))));
+    r = ab.fetch("POST", "/predict", {}, "{}", scaled(milliseconds(20000)));
   }
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r.header("x-airbag-source"), "upstream");
@@ -135,7 +135,7 @@ TEST(AdmissionTest, AFailedScrapeIsUnknownAndNeverHoldsRequests) {
         nlohmann::json j = ab.admin("GET", "/upstreams").json();
         return !j.is_discarded() && j["model"]["saturation"]["scrapes_failed"].get<int>() >= 2;
       },
-      milliseconds(5000)));
+      scaled(milliseconds(5000))));
   nlohmann::json sat = ab.admin("GET", "/upstreams").json()["model"]["saturation"];
   EXPECT_EQ(sat["state"], "unknown");
   EXPECT_EQ(sat["error"], "the metrics answered status 404");

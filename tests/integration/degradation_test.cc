@@ -310,7 +310,7 @@ TEST_F(DegradationTest, CanonicalKeyIgnoresSpellingAndIgnoredFields) {
 // AddressSanitizer the runtime's shadow memory and quarantine come on top (the
 // build under test is sanitized too), so the bound there only catches runaway
 // growth.
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(AIRBAG_TEST_ASAN)  // see harness.h
 constexpr int64_t kSmallProcessKib = 192 * 1024;
 #else
 constexpr int64_t kSmallProcessKib = 64 * 1024;

@@ -44,6 +44,38 @@ class Stopwatch {
   SteadyClock::time_point start_;
 };
 
+// Which sanitizer this build runs under. GCC defines __SANITIZE_THREAD__ / __SANITIZE_ADDRESS__;
+// clang 14 defines neither and answers __has_feature() instead (which GCC 12 does not have).
+#if defined(__SANITIZE_THREAD__)
+#define AIRBAG_TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define AIRBAG_TEST_TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define AIRBAG_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define AIRBAG_TEST_ASAN 1
+#endif
+#endif
+
+// How many times slower than a plain build the code under test may run here: ThreadSanitizer
+// instruments every memory access and lock (5-15x), AddressSanitizer + UBSan less (2-3x), and
+// the binaries the tests start are built the same way. Bounds that only say "this did not get
+// stuck" (how long to wait for a condition, a client's timeout, a load's budget) are sized for
+// the plain build and scaled() here; a bound that is airbag's own promise (a timeout fires within
+// its deadline) is not scaled, only the slack allowed on it.
+#if defined(AIRBAG_TEST_TSAN)
+inline constexpr int kSanitizerSlowdown = 10;
+#elif defined(AIRBAG_TEST_ASAN)
+inline constexpr int kSanitizerSlowdown = 3;
+#else
+inline constexpr int kSanitizerSlowdown = 1;
+#endif
+constexpr milliseconds scaled(milliseconds bound) { return bound * kSanitizerSlowdown; }
+
 // A fixed point in steady time; every wait in this kit is bounded by one.
 class Deadline {
  public:

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <deque>
 #include <memory>
 #include <random>
@@ -210,6 +211,37 @@ class FlagWaiter final : public BulkheadWaiter {
   std::atomic<int> grants_{0};
 };
 
+// A short pause made of this thread's own work. std::this_thread::yield() is no
+// such pause: it hands the core to any runnable process on the machine, so on a
+// loaded machine each one cost a time slice of someone else's work and the
+// stress tests took as long as the machine was busy (80-120 s, with a tenth of a
+// second of their own CPU) instead of as long as their work.
+void relax() {
+  for (int i = 0; i < 32; ++i) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#else
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+#endif
+  }
+}
+
+// Waits for `done` with relax(), then, if it is still not done, with yields: the
+// thread that will make it true may be off its core, and only a yield lets it run
+// on a machine with fewer cores than threads. Returns false at `deadline`.
+template <typename Done>
+bool waitFor(Done done, std::chrono::steady_clock::time_point deadline) {
+  for (int k = 0; !done(); ++k) {
+    if (k < 1000) {
+      relax();
+      continue;
+    }
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::yield();
+  }
+  return true;
+}
+
 // What a run of contending threads saw.
 struct ContentionResult {
   int max_holders = 0;
@@ -220,24 +252,40 @@ struct ContentionResult {
   int64_t bad_grants = 0;  // episodes with onGranted other than exactly once, or after a cancel
 };
 
-// `threads` threads each make `iterations` tryAcquire calls on `b` with their own
-// waiter. A queued caller polls up to `patience` times (picked at random up to
-// max_patience; a negative max_patience waits for the grant however long it takes),
-// then cancels as a queue timeout would. A slot is held for up to two yields.
+// `threads` threads each make up to `iterations` tryAcquire calls on `b` with
+// their own waiter, until the run has seen kMaxQueued queued answers. A queued
+// caller polls up to `patience` times (picked at random up to max_patience; a
+// negative max_patience waits for the grant however long it takes), then cancels
+// as a queue timeout would; a poll is a relax(), so patience is an amount of work.
+//
+// What the run costs is bounded by its work, not by how busy the machine is: a
+// queued hand-off to a thread that is off its core costs a scheduling delay, so
+// their number is capped. One hold in four lasts until another thread has tried
+// for a slot (spinning a bounded while; then, from a budget of kHolderYields for
+// the whole run, yielding once), so that callers do queue however few cores the
+// machine gives the test.
+constexpr int64_t kMaxQueued = 1000;
+constexpr int kHolderYields = 400;
 ContentionResult contend(Bulkhead& b, int threads, int iterations, uint32_t seed,
                          int max_patience) {
   std::atomic<int> holders{0};
   std::atomic<int> max_holders{0};
   std::atomic<int> stuck{0};
   std::atomic<int64_t> queued{0}, granted{0}, cancelled{0}, bad_grants{0};
+  std::atomic<int> started{0};
+  std::atomic<int64_t> attempts{0};
+  std::atomic<int> yields_left{kHolderYields};
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   auto hold = [&](std::mt19937& rng) {
     const int now_holding = holders.fetch_add(1) + 1;
     int seen = max_holders.load();
     while (now_holding > seen && !max_holders.compare_exchange_weak(seen, now_holding)) {
     }
-    // Hold the slot a little now and then, so that callers do queue.
-    for (uint32_t k = rng() % 4; k > 1; --k) std::this_thread::yield();
+    if (rng() % 4 == 0) {
+      const int64_t at = attempts.load();
+      for (int k = 0; k < 16 && attempts.load() == at; ++k) relax();
+      if (attempts.load() == at && yields_left.fetch_sub(1) > 0) std::this_thread::yield();
+    }
     holders.fetch_sub(1);
     b.release();
   };
@@ -246,8 +294,15 @@ ContentionResult contend(Bulkhead& b, int threads, int iterations, uint32_t seed
     workers.emplace_back([&, t] {
       std::mt19937 rng(seed + static_cast<uint32_t>(t));
       FlagWaiter w;
-      for (int i = 0; i < iterations; ++i) {
+      // Start together, or the first threads are done before the last begin.
+      started.fetch_add(1);
+      if (!waitFor([&] { return started.load() == threads; }, deadline)) {
+        stuck.fetch_add(1);
+        return;
+      }
+      for (int i = 0; i < iterations && queued.load() < kMaxQueued; ++i) {
         w.reset();
+        attempts.fetch_add(1);
         const BulkheadAdmit a = b.tryAcquire(&w);
         if (a == BulkheadAdmit::kRejected) continue;
         if (a == BulkheadAdmit::kAdmitted && w.grants() != 0) bad_grants.fetch_add(1);
@@ -256,22 +311,19 @@ ContentionResult contend(Bulkhead& b, int threads, int iterations, uint32_t seed
           // Poll a bounded number of times, then give up as a queue timeout would.
           const int patience =
               max_patience < 0 ? -1 : std::uniform_int_distribution<int>(0, max_patience)(rng);
-          for (int k = 0; patience < 0 || k < patience; ++k) {
-            if (w.granted() || std::chrono::steady_clock::now() > deadline) break;
-            std::this_thread::yield();
+          if (patience >= 0) {
+            for (int k = 0; k < patience && !w.granted(); ++k) relax();
           }
-          if (!w.granted() && b.cancel(&w)) {
+          if (patience >= 0 && !w.granted() && b.cancel(&w)) {
             cancelled.fetch_add(1);
             if (w.grants() != 0) bad_grants.fetch_add(1);
             continue;
           }
-          // Granted (or granted while cancelling): wait for the hand-off to land.
-          while (!w.granted()) {
-            if (std::chrono::steady_clock::now() > deadline) {
-              stuck.fetch_add(1);
-              return;
-            }
-            std::this_thread::yield();
+          // Granted (or granted while cancelling, or never giving up): wait for the
+          // hand-off to land.
+          if (!waitFor([&] { return w.granted(); }, deadline)) {
+            stuck.fetch_add(1);
+            return;
           }
           granted.fetch_add(1);
           if (w.grants() != 1) bad_grants.fetch_add(1);
@@ -281,6 +333,10 @@ ContentionResult contend(Bulkhead& b, int threads, int iterations, uint32_t seed
     });
   }
   for (std::thread& th : workers) th.join();
+  std::printf("%lld tries: %lld queued, %lld granted, %lld cancelled; max holders %d\n",
+              static_cast<long long>(attempts.load()), static_cast<long long>(queued.load()),
+              static_cast<long long>(granted.load()), static_cast<long long>(cancelled.load()),
+              max_holders.load());
   return ContentionResult{max_holders.load(), stuck.load(),     queued.load(),
                           granted.load(),     cancelled.load(), bad_grants.load()};
 }
