@@ -171,6 +171,7 @@ TEST_F(HttpsUpstreamTest, AnswersComeThroughTlsOnReusedConnections) {
   nlohmann::json c = a->admin("GET", "/upstreams").json()["model"]["connections"];
   EXPECT_EQ(c["open"], 1) << c.dump();
   EXPECT_EQ(c["idle"], 1) << c.dump();  // HTTP/1.1 by ALPN, though nginx offers h2 too: the pool speaks HTTP/1.1 only.
+  ASSERT_TRUE(pollUntil([&] { return nginx->accessLog().size() >= 6; }, milliseconds(3000)));
   EXPECT_THAT(nginx->accessLog(), Each(StartsWith("HTTP/1.1 ")));
 }
 
@@ -183,7 +184,14 @@ TEST_F(HttpsUpstreamTest, NewPoolConnectionsResumeTheTlsSession) {
   ASSERT_NE(a, nullptr);
   for (int i = 0; i < 4; ++i) ASSERT_EQ(a->fetch("GET", "/v1/models").status, 200);
   EXPECT_EQ(a->metric(R"(airbag_upstream_connections_opened_total{upstream="model"})"), 4);
-  std::vector<std::string> log = nginx->accessLog();
+  // nginx writes a request's line after sending its answer: wait for the fourth.
+  std::vector<std::string> log;
+  ASSERT_TRUE(pollUntil(
+      [&] {
+        log = nginx->accessLog();
+        return log.size() >= 4;
+      },
+      milliseconds(3000)));
   ASSERT_EQ(log.size(), 4u);
   EXPECT_EQ(log[0], "HTTP/1.1 .");  // the first handshake is a full one
   for (size_t i = 1; i < log.size(); ++i) EXPECT_EQ(log[i], "HTTP/1.1 r") << "request " << i;
@@ -264,6 +272,7 @@ routes:
   r = a->fetch("GET", "/v1/models");
   EXPECT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(r.header("x-airbag-source"), "upstream");
+  ASSERT_TRUE(pollUntil([&] { return nginx->accessLog().size() >= 2; }, milliseconds(3000)));
   EXPECT_THAT(nginx->accessLog(), ElementsAre(StartsWith("HTTP/1.1"), StartsWith("HTTP/2.0")));
 }
 
