@@ -4,12 +4,17 @@ saturation-aware admission. Starts the demo model server in its saturation mode 
 loopback, sends an open-loop load (a fixed arrival rate, each request on its own connection),
 samples the model's queue, and writes:
 
-  requests.csv  scenario,phase,t_ms,tier,status,source,admission,ttfb_ms,total_ms
+  requests.csv  scenario,phase,t_ms,tier,status,source,admission,ttfb_ms,total_ms,airbag_ms
   queue.csv     scenario,t_ms,waiting,running
   results.md    the side-by-side summary
 
   bench.py --airbag BIN --demo BIN --out DIR [--short] [--check]
            [--capacity 8] [--service-ms 200] [--seconds 20] [--port-base N]
+           [--scrape-ms 50] [--waiting-gt N]
+
+airbag_ms is airbag's own time for the request (total_ms of its access log, matched by
+x-request-id): the client's total_ms minus airbag_ms is what the load generator, the kernel and
+the loopback cost, reported on its own so a busy machine's Python is not mistaken for airbag.
 
 --short runs a few seconds per phase; --check then asserts what must hold whatever the machine
 (exit 1 if not): with admission no critical request fails and every request gets an answer.
@@ -32,7 +37,7 @@ TIERS = [("critical", 0.2), ("normal", 0.3), ("optional", 0.5)]
 CONFIG = """
 listen: {{ address: 127.0.0.1:{port}, workers: 2 }}
 admin: {{ address: 127.0.0.1:{admin} }}
-log: {{ level: warn, access_log: off }}
+log: {{ level: warn, access_log: {access_log}, format: json }}
 upstreams:
   model:
     url: http://127.0.0.1:{model}
@@ -45,7 +50,7 @@ routes:
 
 SATURATION = """    saturation:
       metrics_path: /metrics
-      interval: 100ms
+      interval: {interval}ms
       when_any: [ {{ metric: "vllm:num_requests_waiting", gt: {gt} }} ]"""
 
 ROUTE = """  - name: {tier}
@@ -67,13 +72,14 @@ ADMISSION = {
 }
 
 
-def config(ports, admission, capacity):
+def config(ports, admission, args, access_log):
     routes = "".join(
         ROUTE.format(tier=t, total="10s", first_byte="5s", admission=ADMISSION[t] if admission else "")
         for t, _ in TIERS)
-    sat = SATURATION.format(gt=max(1, capacity // 2)) if admission else ""
+    gt = args.waiting_gt or max(1, args.capacity // 4)
+    sat = SATURATION.format(gt=gt, interval=args.scrape_ms) if admission else ""
     return CONFIG.format(port=ports["airbag"], admin=ports["admin"], model=ports["model"],
-                         saturation=sat, routes=routes)
+                         saturation=sat, routes=routes, access_log=access_log)
 
 
 def free_port():
@@ -114,7 +120,7 @@ def http(port, method, path, body=b"", headers=None, timeout=5.0):
     return int(lines[0].split()[1]), fields, rest
 
 
-async def one_request(port, tier, deadline_s):
+async def one_request(port, tier, request_id, deadline_s):
     """Returns (status, source, admission, ttfb_ms, total_ms); status 0 when it failed."""
     start = time.monotonic()
     try:
@@ -122,6 +128,7 @@ async def one_request(port, tier, deadline_s):
         body = b'{"prompt":"bench"}'
         writer.write(b"POST /predict HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n"
                      b"x-tier: " + tier.encode() + b"\r\ncontent-type: application/json\r\n"
+                     b"x-request-id: " + request_id.encode() + b"\r\n"
                      b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
         await writer.drain()
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), deadline_s)
@@ -176,9 +183,9 @@ async def phase(port, scenario, name, rate, seconds, t0, rng, rows):
                 break
         sent = int((time.monotonic() - t0) * 1000)
 
-        async def run(tier=tier, sent=sent):
-            res = await one_request(port, tier, 30)
-            rows.append((scenario, name, sent, tier) + res)
+        async def run(tier=tier, sent=sent, rid=f"{scenario}-{name}-{i}"):
+            res = await one_request(port, tier, rid, 30)
+            rows.append((scenario, name, sent, tier) + res + (rid,))
 
         tasks.append(asyncio.create_task(run()))
     await asyncio.gather(*tasks)
@@ -206,8 +213,9 @@ async def scenario(args, name, admission, rows, queue):
         ports = {"model": free_port(), "airbag": free_port(), "admin": free_port()}
     work = tempfile.mkdtemp(prefix="airbag-admission-bench-")
     cfg = os.path.join(work, "airbag.yaml")
+    access_log = os.path.join(work, "access.log")
     with open(cfg, "w") as f:
-        f.write(config(ports, admission, args.capacity))
+        f.write(config(ports, admission, args, access_log))
     demo = start([args.demo, "--listen", f"127.0.0.1:{ports['model']}"], "demo", work)
     airbag = None
     try:
@@ -232,6 +240,21 @@ async def scenario(args, name, admission, rows, queue):
         if airbag:
             stop(airbag)
         stop(demo)
+    # airbag's own time per request, from its access log (written before the answer's last byte).
+    inside = {}
+    try:
+        with open(access_log) as f:
+            for line in f:
+                try:
+                    e = json.loads(line)
+                    inside[e["request_id"]] = e["total_ms"]
+                except (ValueError, KeyError):
+                    pass
+    except OSError:
+        pass
+    for k, r in enumerate(rows):
+        if r[0] == name and isinstance(r[9], str):
+            rows[k] = r[:9] + (inside.get(r[9], float("nan")),)
 
 
 def pct(values, p):
@@ -261,9 +284,14 @@ def summarize(rows, queue, args):
             "crit_n": len(crit), "crit_ok": len(crit_ok),
             "crit_failed": len([x for x in crit if x[4] != 200]),
             "crit_p99": pct([x[7] for x in crit_ok], 99),
+            "unloaded_inside_p99": pct([x[9] for x in unl if x[9] == x[9]], 99),
+            "crit_inside_p99": pct([x[9] for x in crit_ok if x[9] == x[9]], 99),
             "by_source": {s: len([x for x in over if x[5] == s]) for s in ("upstream", "default", "none", "")},
             "ladder_p99": pct([x[8] for x in ladder if x[6] in ("saturated", "adaptive-limit")], 99),
             "ladder_at_once_p99": pct([x[8] for x in ladder if x[3] == "optional"], 99),
+            "ladder_inside_p99": pct([x[9] for x in ladder if x[3] == "optional" and x[9] == x[9]], 99),
+            "ladder_outside_p99": pct([x[8] - x[9] for x in ladder
+                                       if x[3] == "optional" and x[9] == x[9]], 99),
             "failed": len([x for x in r if x[4] == 0]),
             "max_waiting": max(q) if q else 0,
             "total": len(r),
@@ -278,11 +306,18 @@ def summarize(rows, queue, args):
         ("critical p99 time to first byte, unloaded (ms)", f"{s0['unloaded_p99']:.0f}", f"{s1['unloaded_p99']:.0f}"),
         ("critical p99 time to first byte at 2x, answered by the model (ms)", f"{s0['crit_p99']:.0f}",
          f"{s1['crit_p99']:.0f}"),
+        ("... the same two inside airbag, unloaded / at 2x: p99 of its access log's total_ms (ms)",
+         f"{s0['unloaded_inside_p99']:.0f} / {s0['crit_inside_p99']:.0f}",
+         f"{s1['unloaded_inside_p99']:.0f} / {s1['crit_inside_p99']:.0f}"),
         ("answers at 2x by the model", s0["by_source"]["upstream"], s1["by_source"]["upstream"]),
         ("answers at 2x by the ladder (default)", s0["by_source"]["default"], s1["by_source"]["default"]),
         ("answers at 2x: local error (none)", s0["by_source"]["none"], s1["by_source"]["none"]),
-        ("optional requests answered by the ladder: p99 answer time (ms)",
+        ("optional requests answered by the ladder: p99 answer time, as the client saw it (ms)",
          f"{s0['ladder_at_once_p99']:.0f}", f"{s1['ladder_at_once_p99']:.0f}"),
+        ("... of which inside airbag: p99 of its access log's total_ms (ms)",
+         f"{s0['ladder_inside_p99']:.1f}", f"{s1['ladder_inside_p99']:.1f}"),
+        ("... and outside airbag (load generator, kernel): p99 of client minus airbag (ms)",
+         f"{s0['ladder_outside_p99']:.0f}", f"{s1['ladder_outside_p99']:.0f}"),
         ("requests with no answer at all", s0["failed"], s1["failed"]),
         ("the model's longest queue (waiting)", s0["max_waiting"], s1["max_waiting"]),
     ]
@@ -303,6 +338,9 @@ def main():
     ap.add_argument("--service-ms", type=int, default=200)
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--port-base", type=int, default=0, help="0: free ports on 127.0.0.1")
+    ap.add_argument("--scrape-ms", type=int, default=50, help="saturation scrape interval")
+    ap.add_argument("--waiting-gt", type=int, default=0,
+                    help="saturated while the model's waiting requests exceed this (0: capacity / 4)")
     args = ap.parse_args()
     if args.short:
         args.seconds = 4
@@ -313,8 +351,8 @@ def main():
     with open(os.path.join(args.out, "requests.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["scenario", "phase", "t_ms", "tier", "status", "source", "admission",
-                    "ttfb_ms", "total_ms"])
-        w.writerows([r[:7] + (f"{r[7]:.1f}", f"{r[8]:.1f}") for r in rows])
+                    "ttfb_ms", "total_ms", "airbag_ms"])
+        w.writerows([r[:7] + (f"{r[7]:.1f}", f"{r[8]:.1f}", f"{r[9]:.1f}") for r in rows])
     with open(os.path.join(args.out, "queue.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["scenario", "t_ms", "waiting", "running"])

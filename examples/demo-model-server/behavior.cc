@@ -99,6 +99,10 @@ absl::Status mergeKey(const std::string& key, const json& v, Behavior& b) {
     s = readInt(v, key, 0, kMaxCount, 0, b.fail_next);
   } else if (key == "drop_next") {
     s = readInt(v, key, 0, kMaxCount, 0, b.drop_next);
+  } else if (key == "slow_next") {
+    s = readInt(v, key, 0, kMaxCount, 0, b.slow_next);
+  } else if (key == "slow_ms") {
+    s = readInt(v, key, 0, kMaxMs, 1000, b.slow_ms);
   } else if (key == "healthy") {
     s = readBool(v, key, b.healthy);
   } else if (key == "capacity") {
@@ -149,6 +153,8 @@ json behaviorToJson(const Behavior& b) {
   j["status_override"] = b.status_override == 0 ? json(nullptr) : json(b.status_override);
   j["fail_next"] = b.fail_next;
   j["drop_next"] = b.drop_next;
+  j["slow_next"] = b.slow_next;
+  j["slow_ms"] = b.slow_ms;
   j["healthy"] = b.healthy;
   j["capacity"] = b.capacity;
   j["service_ms"] = b.service_ms;

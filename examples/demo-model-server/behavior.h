@@ -31,6 +31,8 @@ struct Behavior {
   int status_override = 0;  // 0 = off
   int64_t fail_next = 0;    // the next N model requests answer error_status
   int64_t drop_next = 0;    // the next N model requests are dropped
+  int64_t slow_next = 0;    // the next N model requests wait slow_ms instead of latency_ms
+  int64_t slow_ms = 1000;
   bool healthy = true;      // false: health endpoints answer 503
   // Saturation mode: at most `capacity` requests are served at once, each for
   // service_ms; the rest wait in a FIFO queue (0 = off: every request at once).

@@ -381,8 +381,14 @@ void Connection::dispatch() {
     drop_ = draws.drop < behavior_.drop_rate;
     fail_ = !drop_ && draws.error < behavior_.error_rate;
   }
+  // One slow answer among fast ones (a straggler), for hedged tries.
+  int64_t base = behavior_.latency_ms;
+  if (current.slow_next > 0) {
+    --current.slow_next;
+    base = current.slow_ms;
+  }
   const int64_t delay =
-      behavior_.latency_ms +
+      base +
       static_cast<int64_t>(draws.jitter * static_cast<double>(behavior_.latency_jitter_ms + 1));
   if (behavior_.capacity > 0) {
     // Saturation mode: wait for a slot of the model, then for service_ms.

@@ -233,6 +233,17 @@ struct AdmissionConfig {
   absl::Duration queue_timeout = absl::Seconds(2);
 };
 
+// Hedged tries of a route (`hedge`, opt in): when the try to the route's
+// upstream has no answer head after `after` (a fixed delay, or the route's
+// measured time to first byte at a percentile), a second try is started and
+// whichever answers first is kept.
+struct HedgeConfig {
+  static constexpr uint32_t kMaxHedges = 3;
+  absl::Duration after = absl::ZeroDuration();  // fixed delay; unused when percentile > 0
+  int percentile = 0;  // 50..99: `after: p95` and the like; 0: the fixed delay
+  uint32_t max = 1;    // hedges per try, 1..kMaxHedges
+};
+
 struct CircuitBreakerConfig {
   absl::Duration window = absl::Seconds(10);
   uint32_t minimum_calls = 20;
@@ -343,6 +354,7 @@ struct RouteConfig {
   RetryConfig retry;
   BulkheadConfig bulkhead;
   std::optional<AdmissionConfig> admission;
+  std::optional<HedgeConfig> hedge;
   std::optional<CircuitBreakerConfig> circuit_breaker;
   std::optional<RouteCacheConfig> cache;
   std::optional<ValidateConfig> validate;

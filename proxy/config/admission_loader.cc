@@ -1,5 +1,8 @@
 // The saturation-aware admission part of the YAML schema (DESIGN.md §8):
-// `upstreams.*.saturation` and `routes[].admission`. Part of the Loader.
+// `upstreams.*.saturation`, `routes[].admission` and `routes[].hedge`. Part
+// of the Loader.
+#include <cctype>
+
 #include "proxy/config/loader.h"
 #include "proxy/config/str_util.h"
 
@@ -61,6 +64,47 @@ void Loader::readAdmission(const Entry& e, RouteConfig& r) {
     if (auto v = read_.duration(qm.find("timeout"), false)) a.queue_timeout = *v;
   }
   r.admission = a;
+}
+
+void Loader::readHedge(const Entry& e, RouteConfig& r) {
+  MapReader m(diag_, e.value, "hedge", {"after", "max"});
+  if (!m.valid()) return;
+  HedgeConfig h;
+  bool ok = true;
+  if (const Entry* a = m.require("after")) {
+    std::optional<std::string> text =
+        a->value.IsScalar() ? std::optional<std::string>(a->value.Scalar()) : std::nullopt;
+    if (text && text->size() == 3 && (*text)[0] == 'p' &&
+        std::isdigit(static_cast<unsigned char>((*text)[1])) &&
+        std::isdigit(static_cast<unsigned char>((*text)[2]))) {
+      h.percentile = ((*text)[1] - '0') * 10 + ((*text)[2] - '0');
+      if (h.percentile < 50) {
+        diag_.error(a->mark(),
+                    strCat("hedge 'after' percentile must be p50..p99, got '", *text, "'"));
+        ok = false;
+      }
+    } else if (text && !text->empty() && std::isdigit(static_cast<unsigned char>((*text)[0]))) {
+      if (auto v = read_.duration(a, false))
+        h.after = *v;
+      else
+        ok = false;
+    } else {
+      diag_.error(a->mark(),
+                  strCat("hedge 'after' must be a duration such as 300ms or a percentile of the "
+                         "route's time to first byte, p50..p99; got ",
+                         text ? strCat("'", *text, "'") : std::string(kindName(a->value))));
+      ok = false;
+    }
+  } else {
+    ok = false;
+  }
+  if (const Entry* x = m.find("max")) {
+    if (auto v = read_.integer(x, 1, HedgeConfig::kMaxHedges))
+      h.max = static_cast<uint32_t>(*v);
+    else
+      ok = false;
+  }
+  if (ok) r.hedge = h;
 }
 
 }  // namespace airbag::config::internal

@@ -142,6 +142,12 @@ Json routeJson(const RouteConfig& r) {
       a["adaptive"] = {{"min", r.admission->adaptive->min}, {"max", r.admission->adaptive->max}};
     out["admission"] = std::move(a);
   }
+  if (r.hedge) {
+    out["hedge"] = {
+        {"after", r.hedge->percentile > 0 ? "p" + std::to_string(r.hedge->percentile)
+                                          : duration(r.hedge->after)},
+        {"max", r.hedge->max}};
+  }
   if (r.circuit_breaker) {
     const CircuitBreakerConfig& b = *r.circuit_breaker;
     out["circuit_breaker"] = {{"window", duration(b.window)},

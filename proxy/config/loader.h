@@ -72,6 +72,7 @@ class Loader {
   // admission_loader.cc
   void readSaturation(const Entry& e, const std::string& what, UpstreamConfig& u);
   void readAdmission(const Entry& e, RouteConfig& r);
+  void readHedge(const Entry& e, RouteConfig& r);
   void readRoutes(const Entry& e);
   void readRoute(const YAML::Node& node, RouteConfig& r);
   void readMatch(const Entry& e, MatchConfig& m);

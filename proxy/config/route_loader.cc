@@ -36,7 +36,7 @@ void Loader::readRoutes(const Entry& e) {
 
 void Loader::readRoute(const YAML::Node& node, RouteConfig& r) {
   MapReader m(diag_, node, "route",
-              {"name", "match", "upstream", "priority", "timeout", "retry", "bulkhead", "admission",
+              {"name", "match", "upstream", "priority", "timeout", "retry", "bulkhead", "admission", "hedge",
                "circuit_breaker", "cache", "validate", "fallback", "fault"});
   if (!m.valid()) return;
   if (node.IsNull()) {
@@ -71,6 +71,7 @@ void Loader::readRoute(const YAML::Node& node, RouteConfig& r) {
   if (const Entry* e = m.find("retry")) readRetry(*e, r.retry);
   if (const Entry* e = m.find("bulkhead")) readBulkhead(*e, r.bulkhead);
   if (const Entry* e = m.find("admission")) readAdmission(*e, r);
+  if (const Entry* e = m.find("hedge")) readHedge(*e, r);
   if (const Entry* e = m.find("circuit_breaker")) {
     CircuitBreakerConfig b;
     readBreaker(*e, b);

@@ -341,6 +341,12 @@ Registry::Registry(absl::Time start_time) : start_time_(start_time) {
       "Admission decisions, by outcome: admitted, queued (admitted after waiting), saturated and "
       "adaptive-limit (sent down the ladder), displaced.",
       {"route", "outcome"});
+  f.hedges_total = defineCounter(
+      "airbag_hedges_total",
+      "Hedged tries, by result: sent, won (the hedge answered first), lost (the first try did), "
+      "and skipped_* when one was due but not sent (saturated, breaker, unhealthy, budget, "
+      "deadline).",
+      {"route", "result"});
   f.shared_cache_lookups_total = defineCounter(
       "airbag_shared_cache_lookups_total",
       "Lookups in the shared (Redis) cache tier after a local miss, by result: hit, stale, "

@@ -78,6 +78,7 @@ struct Families {
   FamilyId admission_limit;               // {route} gauge
   FamilyId admission_queued;              // {route,priority} gauge
   FamilyId admission_total;               // {route,outcome}
+  FamilyId hedges_total;                  // {route,result}
   FamilyId shared_cache_lookups_total;    // {route,result}
   FamilyId shared_cache_duration_seconds; // histogram, no labels
   FamilyId shared_cache_errors_total;     // {op}

@@ -61,6 +61,7 @@ Exchange::Exchange(WorkerContext& ctx, Downstream& down)
       down_(down),
       slot_(ctx.addExchange(this)),
       timer_(ctx.dispatcher->createTimer(this)),
+      hedge_(*ctx.dispatcher, *this),
       try_(*ctx.dispatcher, *this) {}
 
 Exchange::~Exchange() {
@@ -350,7 +351,7 @@ void Exchange::startAttempt(absl::Time now) {
   }
   policy::TryDeadlines d = policy::tryDeadlines(now, r_.deadline, r_.route->timeout);
   launchTry(*snap.upstreams[static_cast<size_t>(up)].config,
-            ctx_.upstreams[static_cast<size_t>(up)], d.end, d.first_byte, now);
+            hedgeClient(ctx_.upstreams[static_cast<size_t>(up)], now), d.end, d.first_byte, now);
 }
 
 void Exchange::launchTry(const UpstreamConfig& upstream, UpstreamClient* client, absl::Time end,

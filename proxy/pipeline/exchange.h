@@ -23,6 +23,7 @@
 #include "proxy/http/headers.h"
 #include "proxy/json/document.h"
 #include "proxy/pipeline/downstream.h"
+#include "proxy/pipeline/hedged_call.h"
 #include "proxy/pipeline/holds.h"
 #include "proxy/pipeline/shared_lock.h"
 #include "proxy/pipeline/upstream_try.h"
@@ -45,6 +46,7 @@ struct RequestView {
 };
 
 class Exchange final : private UpstreamTry::Owner,
+                       private HedgedCall::Owner,
                        private TimerCallback,
                        private policy::BulkheadWaiter,
                        private policy::AdmissionWaiter,
@@ -189,6 +191,15 @@ class Exchange final : private UpstreamTry::Owner,
   // false when refused (the ladder has then taken over).
   bool acquirePermit(absl::Time now);
 
+  // Hedged tries (exchange_hedge.cc): the client a try of the route's own
+  // upstream goes through — `client` itself, or the hedging wrapper armed
+  // for this try when the route has `hedge`.
+  UpstreamClient* hedgeClient(UpstreamClient* client, absl::Time now);
+  bool allowHedge(absl::Time now) override;
+  void onHedgeDecided(size_t index, size_t hedges, absl::Duration time_to_head,
+                      absl::Time now) override;
+  void countHedge(RouteRuntime::Hedge kind, std::string_view result);
+
   // UpstreamTry::Owner
   AnswerMeta answerMeta() override;
   void onTryDone(absl::Time now) override;
@@ -279,6 +290,7 @@ class Exchange final : private UpstreamTry::Owner,
   std::unique_ptr<Timer> timer_;  // the end of the current wait (stage says which)
   Stage stage_ = Stage::kIdle;
   Request r_;
+  HedgedCall hedge_;  // before try_: a try's call may be the hedging wrapper
   UpstreamTry try_;
 
   // Buffers that keep their capacity from request to request.

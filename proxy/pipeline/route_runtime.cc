@@ -17,6 +17,7 @@ RouteRuntime::RouteRuntime(const RouteConfig& route, const RouteRuntime* previou
     bulkhead_ = previous->bulkhead_;
     if (route.circuit_breaker && previous->breaker_) breaker_ = previous->breaker_;
     fault_ = previous->fault_;
+    first_byte_ = previous->first_byte_;
   }
   if (!budget_) budget_ = std::make_shared<policy::RetryBudget>(route.retry.budget);
   if (!bulkhead_) bulkhead_ = std::make_shared<policy::Bulkhead>(route.bulkhead);
@@ -39,6 +40,7 @@ RouteRuntime::RouteRuntime(const RouteConfig& route, const RouteRuntime* previou
     fallback_breakers_.push_back(std::move(b));
   }
   if (!fault_) fault_ = std::make_shared<FaultState>();
+  if (!first_byte_) first_byte_ = std::make_shared<policy::LatencyWindow>();
 }
 
 void RouteRuntime::commit() const {

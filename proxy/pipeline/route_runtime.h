@@ -20,6 +20,7 @@
 #include "policy/admission_control.h"
 #include "policy/bulkhead.h"
 #include "policy/circuit_breaker.h"
+#include "policy/hedge.h"
 #include "policy/retry_budget.h"
 #include "policy/shedder.h"
 
@@ -52,6 +53,16 @@ class RouteRuntime {
   }
   uint64_t admissions(AdmissionOutcome o) const {
     return admissions_[static_cast<int>(o)].load(std::memory_order_relaxed);
+  }
+  // Recent times to first byte of the route's own tries, for `hedge.after:
+  // pNN` and GET /routes; recorded only on routes with `hedge`. Carried over
+  // on reload.
+  policy::LatencyWindow& firstByte() { return *first_byte_; }
+  // Hedges of this route by result, for GET /routes (process-wide).
+  enum class Hedge { kSent, kWon, kLost, kSkipped };
+  void countHedge(Hedge h) { hedges_[static_cast<int>(h)].fetch_add(1, std::memory_order_relaxed); }
+  uint64_t hedges(Hedge h) const {
+    return hedges_[static_cast<int>(h)].load(std::memory_order_relaxed);
   }
   // Null when the route has no circuit_breaker.
   policy::CircuitBreaker* breaker() { return breaker_.get(); }
@@ -89,6 +100,8 @@ class RouteRuntime {
   std::vector<std::string> fallback_names_;  // upstream of each fallback step ("" if none)
   std::vector<std::shared_ptr<policy::CircuitBreaker>> fallback_breakers_;
   std::array<std::atomic<uint64_t>, 4> lookups_{};
+  std::shared_ptr<policy::LatencyWindow> first_byte_;
+  std::array<std::atomic<uint64_t>, 4> hedges_{};
   // Shared with the same-named route of later snapshots.
   struct FaultState {
     absl::Mutex mu;

@@ -74,6 +74,21 @@ Json routeState(const pipeline::Snapshot& snap, std::string_view route, absl::Ti
   } else {
     j["admission"] = nullptr;
   }
+  j["hedge"] = nullptr;
+  for (const RouteConfig& rc : snap.config->routes) {
+    if (rc.name != route || !rc.hedge) continue;
+    // The delay in force now: the fixed one, or the measured percentile (null
+    // while too few samples: no hedges yet).
+    std::optional<absl::Duration> after = rc.hedge->after;
+    if (rc.hedge->percentile > 0) after = rt->firstByte().percentile(rc.hedge->percentile, now);
+    using H = pipeline::RouteRuntime::Hedge;
+    j["hedge"] = {{"after_seconds", after ? Json(seconds(*after)) : Json(nullptr)},
+                  {"first_byte_samples", rt->firstByte().samples(now)},
+                  {"sent", rt->hedges(H::kSent)},
+                  {"won", rt->hedges(H::kWon)},
+                  {"lost", rt->hedges(H::kLost)},
+                  {"skipped", rt->hedges(H::kSkipped)}};
+  }
   policy::RetryBudget::Stats bs = rt->budget().stats(now);
   j["retry_budget"] = {{"requests_in_window", bs.requests},
                        {"retries_in_window", bs.retries},

@@ -1,5 +1,6 @@
 // The saturation-aware admission keys: `upstreams.*.saturation` and
-// `routes[].admission`, their defaults, and their errors with file:line:col.
+// `routes[].admission`, and `routes[].hedge`: their defaults, and their
+// errors with file:line:col.
 #include <string>
 #include <vector>
 
@@ -107,6 +108,56 @@ TEST(AdmissionConfigTest, ErrorsNameFileLineAndColumn) {
                          "max: 3}, queu: {}}}\n"),
               ElementsAre("t.yaml:3:61: admission adaptive max (3) is below min (9)",
                           "t.yaml:3:79: unknown key 'queu' in admission (did you mean 'queue'?)"));
+}
+
+TEST(AdmissionConfigTest, ReadsHedge) {
+  absl::StatusOr<std::shared_ptr<const Config>> c = loadString(
+      "upstreams: {m: {url: \"http://h:1\"}}\n"
+      "routes:\n"
+      "  - {name: fixed, upstream: m, match: {}, hedge: {after: 300ms}}\n"
+      "  - {name: measured, upstream: m, match: {}, hedge: {after: p95, max: 3}}\n"
+      "  - {name: none, upstream: m, match: {}}\n",
+      "t.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  const HedgeConfig& fixed = *(*c)->routes[0].hedge;
+  EXPECT_EQ(fixed.after, absl::Milliseconds(300));
+  EXPECT_EQ(fixed.percentile, 0);
+  EXPECT_EQ(fixed.max, 1u);
+  const HedgeConfig& measured = *(*c)->routes[1].hedge;
+  EXPECT_EQ(measured.percentile, 95);
+  EXPECT_EQ(measured.max, 3u);
+  EXPECT_FALSE((*c)->routes[2].hedge.has_value());
+  nlohmann::json j = nlohmann::json::parse(toJson(**c));
+  EXPECT_EQ(j["routes"][0]["hedge"]["after"], "300ms");
+  EXPECT_EQ(j["routes"][1]["hedge"]["after"], "p95");
+  EXPECT_EQ(j["routes"][1]["hedge"]["max"], 3);
+  EXPECT_FALSE(j["routes"][2].contains("hedge"));
+}
+
+TEST(AdmissionConfigTest, HedgeErrorsNameFileLineAndColumn) {
+  auto route = [](std::string_view hedge) {
+    return loadErrors(
+        "upstreams: {m: {url: \"http://h:1\"}}\n"
+        "routes:\n"
+        "  - {name: r, upstream: m, match: {}, hedge: " +
+        std::string(hedge) + "}\n");
+  };
+  EXPECT_THAT(route("{after: soon}"),
+              ElementsAre("t.yaml:3:54: hedge 'after' must be a duration such as 300ms or a "
+                          "percentile of the route's time to first byte, p50..p99; got 'soon'"));
+  EXPECT_THAT(route("{after: p40}"),
+              ElementsAre("t.yaml:3:54: hedge 'after' percentile must be p50..p99, got 'p40'"));
+  EXPECT_THAT(route("{after: 0s}"),
+              ElementsAre(::testing::StartsWith("t.yaml:3:54: 'after' must be greater than 0s")));
+  EXPECT_THAT(
+      route("{after: 300ms, max: 0}"),
+      ElementsAre(::testing::StartsWith("t.yaml:3:66: 'max' must be a whole number in 1..3")));
+  EXPECT_THAT(
+      route("{after: 300ms, max: 4}"),
+      ElementsAre(::testing::StartsWith("t.yaml:3:66: 'max' must be a whole number in 1..3")));
+  EXPECT_THAT(route("{max: 1}"), ElementsAre("t.yaml:3:46: missing required key 'after' in hedge"));
+  EXPECT_THAT(route("{after: 1s, delay: 2s}"),
+              ElementsAre(::testing::StartsWith("t.yaml:3:58: unknown key 'delay' in hedge")));
 }
 
 }  // namespace

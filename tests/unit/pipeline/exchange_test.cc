@@ -12,16 +12,12 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "proxy/config/config_loader.h"
-#include "tests/unit/pipeline/pipeline_fakes.h"
+#include "tests/unit/pipeline/exchange_fixture.h"
 
 namespace airbag::pipeline {
 namespace {
 
 using ::testing::HasSubstr;
-using testing::RecordingDownstream;
-using testing::ScriptedUpstream;
-using testing::SimDispatcher;
 using Stage = Exchange::Stage;
 
 constexpr char kConfig[] = R"(
@@ -60,64 +56,12 @@ routes:
     timeout: { total: 10s, idle: 1s }
 )";
 
-class ExchangeTest : public ::testing::Test {
+class ExchangeTest : public ExchangeFixture {
  protected:
   void SetUp() override {
-    ctx_.dispatcher = &dispatcher_;
-    ctx_.inbox = &inbox_;
+    ExchangeFixture::SetUp();
     load(kConfig);
   }
-
-  void load(std::string_view yaml) {
-    auto config = config::loadString(yaml, "test.yaml");
-    ASSERT_TRUE(config.ok()) << config.status();
-    auto snapshot = Snapshot::build(*config, ctx_.snapshot.get());
-    ASSERT_TRUE(snapshot.ok()) << snapshot.status();
-    (*snapshot)->commit();
-    ctx_.snapshot = *snapshot;
-    ctx_.upstreams = {&model_, &small_};
-  }
-
-  // A client connection with its exchange.
-  struct Client {
-    explicit Client(WorkerContext& ctx) : exchange(ctx, down) {}
-    RecordingDownstream down;
-    http::HeaderList headers;
-    std::string method, path, body;
-    Exchange exchange;
-  };
-  std::unique_ptr<Client> client() { return std::make_unique<Client>(ctx_); }
-
-  void send(Client& c, std::string method, std::string path, std::string body = "") {
-    c.down.reset();
-    c.method = std::move(method);
-    c.path = std::move(path);
-    c.body = std::move(body);
-    c.headers.clear();
-    c.headers.add("Host", "client.test");
-    RequestView r;
-    r.method = c.method;
-    r.url = c.path;
-    r.path = c.path;
-    r.headers = &c.headers;
-    r.body = c.body;
-    c.exchange.start(r);
-  }
-
-  // Delivers what other threads posted to this worker's inbox.
-  int deliverInbox() {
-    std::vector<InboxMessage> messages;
-    inbox_.take(&messages);
-    for (const InboxMessage& m : messages) ctx_.deliverWake(m);
-    return static_cast<int>(messages.size());
-  }
-
-  RouteRuntime& runtime(std::string_view route) { return *ctx_.snapshot->runtime(route); }
-
-  SimDispatcher dispatcher_;
-  Inbox inbox_;
-  WorkerContext ctx_;
-  ScriptedUpstream model_, small_;
 };
 
 TEST_F(ExchangeTest, PassThroughMovesThroughTheStagesAndAnswersOnce) {
@@ -465,11 +409,6 @@ class AdmissionExchangeTest : public ExchangeTest {
   void SetUp() override {
     ExchangeTest::SetUp();
     load(kAdmissionConfig);
-  }
-  void setWaiting(int n) {
-    upstream::UpstreamSaturation& s = *ctx_.snapshot->upstreams[0].saturation;
-    s.recordScrape(*ctx_.snapshot->config->upstreams[0].saturation,
-                   "waiting " + std::to_string(n) + "\n", dispatcher_.now());
   }
 };
 
