@@ -81,7 +81,7 @@ struct SharedCacheConfig {
   std::string password_file;  // empty: no AUTH
   absl::Duration timeout = absl::Milliseconds(5);  // each lookup
   bool coalesce = false;  // cross-pod fill lock (not built yet: refused at load)
-  bool cluster = false;   // Redis Cluster (not built yet: refused at load)
+  bool cluster = false;   // Redis Cluster: `redis` is a seed node; slots discovered
 };
 
 struct GlobalCacheConfig {

@@ -7,9 +7,8 @@
 
 #include <atomic>
 #include <cstdint>
-#include <string>
-
 #include <memory>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -31,6 +30,7 @@ struct TierSettings {
   absl::Duration write_timeout = absl::Milliseconds(250);  // writes, deletes, scans
   absl::Duration connect_timeout = absl::Seconds(1);
   std::string prefix = "airbag:";
+  bool cluster = false;       // Redis Cluster: this is the seed node; see cluster.h
   size_t max_pending = 1024;  // commands waiting on one connection
 };
 
@@ -42,11 +42,14 @@ CircuitBreakerConfig redisBreakerConfig();
 class Tier {
  public:
   explicit Tier(TierSettings settings);
+  // One node of a Redis Cluster: its own address in `settings`, the breaker
+  // of the whole cluster (`parent`'s), so the fleet tier keeps one verdict.
+  Tier(TierSettings settings, std::shared_ptr<const Tier> parent);
   Tier(const Tier&) = delete;
   Tier& operator=(const Tier&) = delete;
 
   const TierSettings& settings() const { return settings_; }
-  policy::CircuitBreaker& breaker() const { return breaker_; }
+  policy::CircuitBreaker& breaker() const { return parent_ ? parent_->breaker() : breaker_; }
 
   // True exactly once per change of the breaker between letting calls
   // through and not (whichever worker sees it first): log then, never per
@@ -55,6 +58,7 @@ class Tier {
 
  private:
   TierSettings settings_;
+  std::shared_ptr<const Tier> parent_;
   mutable policy::CircuitBreaker breaker_;
   mutable std::atomic<bool> reported_open_{false};
 };

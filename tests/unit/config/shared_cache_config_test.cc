@@ -57,6 +57,13 @@ TEST(SharedCacheConfig, UrlPartsAndDefaults) {
   EXPECT_EQ((*plain)->cache.shared->port, 6379);
   EXPECT_EQ((*plain)->cache.shared->db, 0);
   EXPECT_EQ((*plain)->cache.shared->timeout, absl::Milliseconds(20));
+  EXPECT_FALSE((*plain)->cache.shared->cluster);
+
+  auto cluster = loadString(withShared("{redis: \"redis://10.0.0.5:7000\", cluster: true}"),
+                            "t.yaml");
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  EXPECT_TRUE((*cluster)->cache.shared->cluster);
+  EXPECT_EQ((*cluster)->cache.shared->port, 7000);
 }
 
 TEST(SharedCacheConfig, ErrorsNameTheKeyAndItsPlace) {
@@ -73,8 +80,8 @@ TEST(SharedCacheConfig, ErrorsNameTheKeyAndItsPlace) {
               HasSubstr("cache.shared.timeout must be at most 1s"));
   EXPECT_THAT(errorOf(withShared("{redis: \"redis://r\", coalesce: true}")),
               HasSubstr("cache.shared.coalesce is not supported yet"));
-  EXPECT_THAT(errorOf(withShared("{redis: \"redis://r\", cluster: true}")),
-              HasSubstr("cache.shared.cluster (Redis Cluster) is not supported yet"));
+  EXPECT_THAT(errorOf(withShared("{redis: \"redis://r/2\", cluster: true}")),
+              HasSubstr("t.yaml:2:43: cache.shared.cluster: Redis Cluster has database 0 only"));
   EXPECT_THAT(errorOf(withShared("{timeout: 5ms}")), HasSubstr("redis"));
   EXPECT_THAT(errorOf(withShared("{redis: \"redis://r\", colour: red}")),
               HasSubstr("unknown key 'colour' in cache.shared"));
