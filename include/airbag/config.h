@@ -94,7 +94,7 @@ struct SharedCacheConfig {
   // answer to appear (polling GET) before calling the model itself; also the
   // lock's own expiry, so a dead holder stalls no one past it.
   absl::Duration coalesce_wait = absl::Milliseconds(300);
-  bool cluster = false;   // Redis Cluster (not built yet: refused at load)
+  bool cluster = false;   // Redis Cluster: `redis` is a seed node; slots discovered
   bool tls = false;       // rediss://
   UpstreamTlsConfig tls_settings;  // `tls`: ca, verify, sni (rediss:// only)
 };

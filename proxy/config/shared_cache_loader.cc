@@ -91,8 +91,19 @@ void Loader::readSharedCache(const Entry& e, SharedCacheConfig& s) {
     }
   }
   if (const Entry* c = m.find("cluster")) {
-    if (auto v = read_.boolean(c); v && *v)
-      diag_.error(c->mark(), "cache.shared.cluster (Redis Cluster) is not supported yet");
+    if (auto v = read_.boolean(c)) {
+      s.cluster = *v;
+      // A cluster has database 0 only; SELECT would fail on every node.
+      if (s.cluster && s.db != 0)
+        diag_.error(c->mark(), strCat("cache.shared.cluster: Redis Cluster has database 0 only; "
+                                      "leave the database out of cache.shared.redis (it says ",
+                                      s.db, ")"));
+      // Each node's connection would be checked against the seed's name.
+      if (s.cluster && s.tls)
+        diag_.error(c->mark(),
+                    "cache.shared.cluster over TLS (rediss://) is not supported yet; use a "
+                    "single Redis with rediss://, or a cluster with redis://");
+    }
   }
 }
 

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <utility>
 
+#include "proxy/shared_cache/cluster.h"
 #include "spdlog/spdlog.h"
 
 namespace airbag::shared_cache {
@@ -17,7 +18,10 @@ Client::Client(event_base* base, Dispatcher& dispatcher, std::shared_ptr<const T
       dispatcher_(dispatcher),
       tier_(std::move(tier)),
       logger_(std::move(logger)),
-      timer_(dispatcher.createTimer(this)) {}
+      timer_(dispatcher.createTimer(this)) {
+  if (tier_->settings().cluster)
+    cluster_ = std::make_unique<Cluster>(base, dispatcher, tier_, logger_);
+}
 
 Client::~Client() {
   timer_->disarm();
@@ -27,8 +31,9 @@ Client::~Client() {
       if (!p.counted) tier_->breaker().onAbandoned(p.probe);
 }
 
-bool Client::command(std::initializer_list<std::string_view> args, absl::Duration timeout,
+bool Client::command(absl::Span<const std::string_view> args, absl::Duration timeout,
                      Callback done) {
+  if (cluster_) return cluster_->command(args, timeout, std::move(done));
   absl::Time now = dispatcher_.now();
   if (queue_.size() + failing_.size() >= tier_->settings().max_pending) return false;
   policy::CircuitBreaker::Permit permit = tier_->breaker().tryAcquire(now);

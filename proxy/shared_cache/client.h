@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "airbag/dispatcher.h"
 #include "proxy/http/stream_socket.h"
 #include "proxy/shared_cache/resp.h"
@@ -24,6 +25,8 @@ class logger;
 }
 
 namespace airbag::shared_cache {
+
+class Cluster;
 
 struct Result {
   enum class Kind : uint8_t {
@@ -54,7 +57,12 @@ class Client final : private http::StreamSocket::Listener, private TimerCallback
   // a miss. A reply, even an error reply, counts as success for the breaker
   // (Redis is there); a timeout or a failed connection as failure.
   bool command(std::initializer_list<std::string_view> args, absl::Duration timeout,
-               Callback done);
+               Callback done) {
+    return command(absl::MakeConstSpan(args.begin(), args.size()), timeout, std::move(done));
+  }
+  // With `tier.settings().cluster`, each command goes to the master of its
+  // key's hash slot (cluster.h); callers need not know.
+  bool command(absl::Span<const std::string_view> args, absl::Duration timeout, Callback done);
 
   const Tier& tier() const { return *tier_; }
   bool connected() const { return state_ == State::kReady; }
@@ -94,6 +102,7 @@ class Client final : private http::StreamSocket::Listener, private TimerCallback
   std::deque<Pending> failing_;   // failed with the connection, reported from the loop
   std::string out_;
   bool logged_down_ = false;  // one line per outage of the connection, not per command
+  std::unique_ptr<Cluster> cluster_;  // cluster mode: the router; this client sends nothing
 };
 
 }  // namespace airbag::shared_cache

@@ -42,7 +42,7 @@ Reply copyReply(const redisReply* r) {
 
 }  // namespace
 
-void appendCommand(std::string& out, std::initializer_list<std::string_view> args) {
+void appendCommand(std::string& out, absl::Span<const std::string_view> args) {
   // The RESP array, written directly (what redisFormatCommandArgv produces,
   // without its allocation per command).
   out += '*';

@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/types/span.h"
+
 struct redisReader;
 
 namespace airbag::shared_cache {
@@ -27,7 +29,7 @@ struct Reply {
 };
 
 // Appends the RESP encoding of one command (its arguments, binary-safe) to `out`.
-void appendCommand(std::string& out, std::initializer_list<std::string_view> args);
+void appendCommand(std::string& out, absl::Span<const std::string_view> args);
 
 // Turns the bytes a server sends into replies. Not thread-safe.
 class ReplyReader {

@@ -42,7 +42,8 @@ void SlotMap::assign(int slot, const NodeAddress& node) {
 }
 
 int SlotMap::covered() const {
-  return static_cast<int>(std::count_if(owner_.begin(), owner_.end(), [](int16_t o) { return o >= 0; }));
+  return static_cast<int>(
+      std::count_if(owner_.begin(), owner_.end(), [](int16_t o) { return o >= 0; }));
 }
 
 absl::StatusOr<SlotMap> parseClusterSlots(const Reply& reply, std::string_view asked_host) {
@@ -53,7 +54,7 @@ absl::StatusOr<SlotMap> parseClusterSlots(const Reply& reply, std::string_view a
   SlotMap map;
   for (size_t i = 0; i < reply.elements.size(); ++i) {
     const Reply& range = reply.elements[i];
-    auto bad = [i](std::string_view what) {
+    auto bad = [i](const char* what) {
       return absl::InvalidArgumentError(absl::StrCat("CLUSTER SLOTS: range ", i, ": ", what));
     };
     if (range.type != Reply::Type::kArray || range.elements.size() < 3)
@@ -80,23 +81,22 @@ absl::StatusOr<SlotMap> parseClusterSlots(const Reply& reply, std::string_view a
   return map;
 }
 
-std::optional<std::string_view> commandKey(std::initializer_list<std::string_view> args) {
+std::optional<std::string_view> commandKey(absl::Span<const std::string_view> args) {
   if (args.size() < 2) return std::nullopt;
-  const std::string_view* a = args.begin();
-  std::string_view name = a[0];
+  std::string_view name = args[0];
   for (std::string_view keyless : {"PING", "SCAN", "INFO", "ASKING", "CLUSTER", "AUTH", "SELECT",
                                    "DBSIZE", "FLUSHALL", "FLUSHDB", "READONLY"})
     if (equalsIgnoringCase(name, keyless)) return std::nullopt;
-  if (equalsIgnoringCase(name, "EVAL") || equalsIgnoringCase(name, "EVALSHA") ||
-      equalsIgnoringCase(name, "EVAL_RO") || equalsIgnoringCase(name, "EVALSHA_RO") ||
-      equalsIgnoringCase(name, "FCALL") || equalsIgnoringCase(name, "FCALL_RO")) {
+  for (std::string_view scripted :
+       {"EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FCALL_RO"}) {
+    if (!equalsIgnoringCase(name, scripted)) continue;
     int keys = 0;
     if (args.size() < 4) return std::nullopt;
-    auto r = std::from_chars(a[2].data(), a[2].data() + a[2].size(), keys);
+    auto r = std::from_chars(args[2].data(), args[2].data() + args[2].size(), keys);
     if (r.ec != std::errc() || keys <= 0) return std::nullopt;
-    return a[3];
+    return args[3];
   }
-  return a[1];
+  return args[1];
 }
 
 }  // namespace airbag::shared_cache

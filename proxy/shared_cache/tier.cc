@@ -25,7 +25,11 @@ CircuitBreakerConfig redisBreakerConfig() {
 Tier::Tier(TierSettings settings)
     : settings_(std::move(settings)), breaker_(redisBreakerConfig()) {}
 
+Tier::Tier(TierSettings settings, std::shared_ptr<const Tier> parent)
+    : settings_(std::move(settings)), parent_(std::move(parent)), breaker_(redisBreakerConfig()) {}
+
 bool Tier::breakerChanged(absl::Time now, bool* open) const {
+  if (parent_) return parent_->breakerChanged(now, open);
   bool is_open = breaker_.state(now) == policy::CircuitState::kOpen;
   bool was = reported_open_.load(std::memory_order_relaxed);
   if (is_open == was) return false;
@@ -46,6 +50,7 @@ absl::StatusOr<std::shared_ptr<const Tier>> makeTier(const SharedCacheConfig& co
   s.timeout = config.timeout;
   s.coalesce = config.coalesce;
   s.coalesce_wait = config.coalesce_wait;
+  s.cluster = config.cluster;
   s.address = address;
   s.address_len = address_len;
   if (!config.password_file.empty()) {

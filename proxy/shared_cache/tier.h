@@ -7,9 +7,8 @@
 
 #include <atomic>
 #include <cstdint>
-#include <string>
-
 #include <memory>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -38,6 +37,7 @@ struct TierSettings {
   bool coalesce = false;
   absl::Duration coalesce_wait = absl::Milliseconds(300);
   absl::Duration coalesce_poll = absl::Milliseconds(10);
+  bool cluster = false;       // Redis Cluster: this is the seed node; see cluster.h
   size_t max_pending = 1024;  // commands waiting on one connection
   // rediss://: the TLS client context and the name sent as SNI and verified.
   std::shared_ptr<const http::ClientTls> tls;
@@ -52,11 +52,14 @@ CircuitBreakerConfig redisBreakerConfig();
 class Tier {
  public:
   explicit Tier(TierSettings settings);
+  // One node of a Redis Cluster: its own address in `settings`, the breaker
+  // of the whole cluster (`parent`'s), so the fleet tier keeps one verdict.
+  Tier(TierSettings settings, std::shared_ptr<const Tier> parent);
   Tier(const Tier&) = delete;
   Tier& operator=(const Tier&) = delete;
 
   const TierSettings& settings() const { return settings_; }
-  policy::CircuitBreaker& breaker() const { return breaker_; }
+  policy::CircuitBreaker& breaker() const { return parent_ ? parent_->breaker() : breaker_; }
 
   // True exactly once per change of the breaker between letting calls
   // through and not (whichever worker sees it first): log then, never per
@@ -65,6 +68,7 @@ class Tier {
 
  private:
   TierSettings settings_;
+  std::shared_ptr<const Tier> parent_;
   mutable policy::CircuitBreaker breaker_;
   mutable std::atomic<bool> reported_open_{false};
 };

@@ -1,8 +1,9 @@
 // Fuzzes what airbag reads back from Redis, which anyone with access to it can
 // write: the cache entry decoder and the RESP reply reader. Neither may crash;
 // an entry that decodes re-encodes to the very same bytes (so a decoded entry
-// is exactly one that airbag wrote), and a cluster redirect that parses names
-// a slot and port in range.
+// is exactly one that airbag wrote), a cluster redirect that parses names
+// a slot and port in range, and a CLUSTER SLOTS reply that parses maps only
+// slots in range to nodes with a host and a port in range.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -12,6 +13,7 @@
 
 #include "proxy/shared_cache/entry_codec.h"
 #include "proxy/shared_cache/resp.h"
+#include "proxy/shared_cache/slot_map.h"
 
 namespace {
 
@@ -42,6 +44,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         if (auto d = parseRedirect(r->str)) {
           if (d->slot < 0 || d->slot >= kClusterSlots || d->port <= 0 || d->port > 65535)
             fail("redirect out of range");
+        }
+      }
+      if (auto map = parseClusterSlots(*r, "seed"); map.ok()) {
+        if (map->covered() <= 0 || map->nodes().empty()) fail("a map with no slot");
+        for (int s = 0; s < kClusterSlots; ++s) {
+          const NodeAddress* n = map->nodeFor(s);
+          if (n && (n->host.empty() || n->port <= 0 || n->port > 65535))
+            fail("a slot mapped to a node out of range");
         }
       }
     }

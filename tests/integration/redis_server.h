@@ -22,9 +22,11 @@ class RedisServer {
     std::string tls_cert;
     std::string tls_key;
     std::string tls_ca;
+    bool cluster = false;  // a Redis Cluster node (its bus on another free port), no slots yet
   };
 
-  static absl::StatusOr<std::unique_ptr<RedisServer>> start(Options options = {}) {
+  static absl::StatusOr<std::unique_ptr<RedisServer>> start() { return start(Options{}); }
+  static absl::StatusOr<std::unique_ptr<RedisServer>> start(Options options) {
     std::unique_ptr<RedisServer> r(new RedisServer());
     r->options_ = std::move(options);
     absl::StatusOr<std::unique_ptr<TempDir>> dir = TempDir::create("airbag-redis");
@@ -34,6 +36,7 @@ class RedisServer {
     absl::Status last = absl::UnavailableError("no attempt");
     for (int i = 0; i < 5; ++i) {
       r->port_ = freePort();
+      r->bus_port_ = 0;
       last = r->launch();
       if (last.ok()) return r;
     }
@@ -99,6 +102,14 @@ class RedisServer {
                                options_.tls_cert, "--tls-key-file", options_.tls_key,
                                "--tls-ca-cert-file", options_.tls_ca, "--tls-auth-clients", "no"});
     }
+    if (options_.cluster) {
+      if (bus_port_ == 0) bus_port_ = freePort();
+      for (std::string a : {"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                            "--cluster-node-timeout", "5000"})
+        argv.push_back(std::move(a));
+      argv.push_back("--cluster-port");
+      argv.push_back(std::to_string(bus_port_));
+    }
     absl::StatusOr<std::unique_ptr<Process>> p = Process::spawn(std::move(argv));
     if (!p.ok()) return p.status();
     process_ = *std::move(p);
@@ -111,6 +122,7 @@ class RedisServer {
 
   Options options_;
   int port_ = 0;
+  int bus_port_ = 0;  // cluster only
   std::unique_ptr<TempDir> dir_;
   std::unique_ptr<Process> process_;
 };

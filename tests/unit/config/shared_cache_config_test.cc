@@ -58,6 +58,13 @@ TEST(SharedCacheConfig, UrlPartsAndDefaults) {
   EXPECT_EQ((*plain)->cache.shared->port, 6379);
   EXPECT_EQ((*plain)->cache.shared->db, 0);
   EXPECT_EQ((*plain)->cache.shared->timeout, absl::Milliseconds(20));
+  EXPECT_FALSE((*plain)->cache.shared->cluster);
+
+  auto cluster = loadString(withShared("{redis: \"redis://10.0.0.5:7000\", cluster: true}"),
+                            "t.yaml");
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  EXPECT_TRUE((*cluster)->cache.shared->cluster);
+  EXPECT_EQ((*cluster)->cache.shared->port, 7000);
 }
 
 TEST(SharedCacheConfig, RedissTakesTheUpstreamsTlsBlock) {
@@ -104,8 +111,10 @@ TEST(SharedCacheConfig, ErrorsNameTheKeyAndItsPlace) {
               HasSubstr("t.yaml:2:63: 'coalesce_wait' must be greater than 0s"));
   EXPECT_THAT(errorOf(withShared("{redis: \"redis://r\", coalesce: maybe}")),
               HasSubstr("t.yaml:2:42: 'coalesce' must be true or false"));
-  EXPECT_THAT(errorOf(withShared("{redis: \"redis://r\", cluster: true}")),
-              HasSubstr("cache.shared.cluster (Redis Cluster) is not supported yet"));
+  EXPECT_THAT(errorOf(withShared("{redis: \"redis://r/2\", cluster: true}")),
+              HasSubstr("t.yaml:2:43: cache.shared.cluster: Redis Cluster has database 0 only"));
+  EXPECT_THAT(errorOf(withShared("{redis: \"rediss://r\", cluster: true}")),
+              HasSubstr("t.yaml:2:42: cache.shared.cluster over TLS (rediss://) is not supported yet"));
   EXPECT_THAT(errorOf(withShared("{timeout: 5ms}")), HasSubstr("redis"));
   EXPECT_THAT(errorOf(withShared("{redis: \"redis://r\", colour: red}")),
               HasSubstr("unknown key 'colour' in cache.shared"));

@@ -1,20 +1,29 @@
 // The per-worker Redis client against a real redis-server on loopback, on a
 // real event loop: commands and AUTH, a timeout that leaves the connection in
 // step, failures reported from the loop (never from inside command()), and
-// the breaker that stops asking after repeated failures and tries again.
+// the breaker that stops asking after repeated failures and tries again; in
+// cluster mode, against a fake node that keeps redirecting, a bounded number
+// of tries ending as a miss, never a loop.
 #include "proxy/shared_cache/client.h"
 
 #include <event2/event.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "airbag/clock.h"
 #include "proxy/pipeline/event_dispatcher.h"
+#include "proxy/shared_cache/cluster.h"
 #include "tests/integration/redis_server.h"
 
 namespace airbag::shared_cache {
@@ -26,6 +35,84 @@ struct EventBaseFree {
   void operator()(event_base* b) const { event_base_free(b); }
 };
 
+// A one-thread fake cluster node: serves the whole slot range itself, and
+// answers every GET with a redirection back to itself (MOVED or ASK).
+class RedirectingNode {
+ public:
+  explicit RedirectingNode(bool ask) : ask_(ask) {
+    listen_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    if (bind(listen_, reinterpret_cast<sockaddr*>(&a), len) != 0 || ::listen(listen_, 8) != 0 ||
+        getsockname(listen_, reinterpret_cast<sockaddr*>(&a), &len) != 0)
+      return;
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~RedirectingNode() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+    for (auto& c : conns_) close(c.fd);
+    close(listen_);
+  }
+  int port() const { return port_; }
+  int gets() const { return gets_; }
+  int askings() const { return askings_; }
+  int slots() const { return slots_; }
+
+ private:
+  struct Conn {
+    int fd;
+    std::unique_ptr<ReplyReader> reader;
+  };
+  void serve() {
+    while (!stop_) {
+      std::vector<pollfd> fds = {{listen_, POLLIN, 0}};
+      for (auto& c : conns_) fds.push_back({c.fd, POLLIN, 0});
+      if (poll(fds.data(), fds.size(), 20) <= 0) continue;
+      if (fds[0].revents & POLLIN)
+        conns_.push_back({accept(listen_, nullptr, nullptr), std::make_unique<ReplyReader>()});
+      for (size_t i = 1; i < fds.size(); ++i) {
+        if (!(fds[i].revents & (POLLIN | POLLHUP))) continue;
+        Conn& c = conns_[i - 1];
+        char buf[4096];
+        ssize_t n = read(c.fd, buf, sizeof buf);
+        if (n <= 0) continue;
+        c.reader->feed(std::string_view(buf, static_cast<size_t>(n)));
+        bool broken = false;
+        while (auto cmd = c.reader->next(&broken)) answer(c.fd, *cmd);
+      }
+    }
+  }
+  void answer(int fd, const Reply& cmd) {
+    std::string out;
+    std::string me = "127.0.0.1:" + std::to_string(port_);
+    const std::string& name = cmd.elements.empty() ? std::string() : cmd.elements[0].str;
+    if (name == "CLUSTER") {
+      ++slots_;
+      out =
+          "*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$9\r\n127.0.0.1\r\n:" + std::to_string(port_) + "\r\n";
+    } else if (name == "ASKING") {
+      ++askings_;
+      out = "+OK\r\n";
+    } else {
+      ++gets_;
+      out = std::string(ask_ ? "-ASK " : "-MOVED ") + "42 " + me + "\r\n";
+    }
+    (void)!write(fd, out.data(), out.size());
+  }
+
+  bool ask_;
+  int listen_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> gets_{0}, askings_{0}, slots_{0};
+  std::vector<Conn> conns_;
+  std::thread thread_;
+};
+
 class ClientTest : public ::testing::Test {
  protected:
   void startRedis(std::string password = "") {
@@ -35,7 +122,7 @@ class ClientTest : public ::testing::Test {
   }
 
   std::shared_ptr<const Tier> tierFor(int port, std::string password = "",
-                                      std::string username = "") {
+                                      std::string username = "", bool cluster = false) {
     TierSettings s;
     s.url = "redis://127.0.0.1:" + std::to_string(port);
     s.host = "127.0.0.1";
@@ -47,6 +134,7 @@ class ClientTest : public ::testing::Test {
     s.address_len = sizeof(sockaddr_in);
     s.password = std::move(password);
     s.username = std::move(username);
+    s.cluster = cluster;
     return std::make_shared<const Tier>(std::move(s));
   }
 
@@ -179,8 +267,8 @@ TEST_F(ClientTest, FailuresComeFromTheLoopAndTheBreakerStopsAsking) {
   bool refused = false;
   for (int i = 0; i < 20 && !refused; ++i) {
     std::optional<Result> got;
-    bool sent = client_->command({"GET", "k"}, absl::Seconds(1),
-                                 [&](Result&& r) { got = std::move(r); });
+    bool sent =
+        client_->command({"GET", "k"}, absl::Seconds(1), [&](Result&& r) { got = std::move(r); });
     if (!sent) {
       refused = true;
       break;
@@ -205,6 +293,31 @@ TEST_F(ClientTest, FailuresComeFromTheLoopAndTheBreakerStopsAsking) {
     return runUntil([&] { return back.has_value(); }) && back->ok();
   }));
   EXPECT_EQ(back->reply.str, "PONG");
+}
+
+TEST_F(ClientTest, AConfusedClusterIsABoundedMissNotALoop) {
+  for (bool ask : {false, true}) {
+    SCOPED_TRACE(ask ? "ASK" : "MOVED");
+    RedirectingNode node(ask);
+    ASSERT_GT(node.port(), 0);
+    Client client(base_.get(), dispatcher_, tierFor(node.port(), "", "", true), nullptr);
+    std::optional<Result> got;
+    ASSERT_TRUE(
+        client.command({"GET", "k"}, absl::Seconds(2), [&](Result&& r) { got = std::move(r); }));
+    ASSERT_TRUE(runUntil([&] { return got.has_value(); }));
+    // The last redirection comes back to the caller as the error it is: a miss.
+    ASSERT_EQ(got->kind, Result::Kind::kReply);
+    EXPECT_TRUE(got->reply.isError());
+    EXPECT_EQ(got->reply.str.rfind(ask ? "ASK 42" : "MOVED 42", 0), 0u) << got->reply.str;
+    EXPECT_EQ(node.gets(), 1 + kMaxRedirects);
+    EXPECT_EQ(node.askings(), ask ? kMaxRedirects : 0);
+    // The first lookup asked for the map; MOVED asks again, within the limit
+    // on how often; ASK never does.
+    EXPECT_GE(node.slots(), 1);
+    if (ask) {
+      EXPECT_EQ(node.slots(), 1);
+    }
+  }
 }
 
 }  // namespace
