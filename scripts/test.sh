@@ -150,11 +150,12 @@ if [[ ${SANITIZE} -eq 1 ]]; then
   if [[ ${tsan_built} -eq 1 ]]; then
     section_start "tests in build-tsan/"
     # Not yet here: the integration suites of the TLS listener, the status page (a browser
-    # beside the process), admission and the shared cache, whose timing bounds have not been
-    # sized for ThreadSanitizer's slowdown; their unit tests do run here.
+    # beside the process), admission and the shared cache tier (single Redis, TLS, coalescing,
+    # cluster), whose timing bounds have not been sized for ThreadSanitizer's slowdown; their
+    # unit tests do run here.
     TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" run_ctest "${tsan_dir}" \
       -L '^(unit|integration|chaos|soak)$' \
-      -E '^(TlsListenerTest|StatusPageTest|AdmissionTest|SharedCacheTest)\.' || failed=1
+      -E '^(TlsListenerTest|StatusPageTest|AdmissionTest|SharedCacheTest|SharedCacheTlsTest|SharedCoalesceTest|RedisClusterTest)\.' || failed=1
     section_end
   else
     SUMMARY["${tsan_dir}"]="build failed"
