@@ -40,6 +40,42 @@ Reply copyReply(const redisReply* r) {
   return out;
 }
 
+// hiredis 0.14 allocates an array's element table as soon as it reads the
+// array's header, trusting the count: `*1239032609\r\n` alone asks calloc for
+// 9.9 GB. Every array of one reply draws on one budget of elements; a reply
+// over it breaks the reader (hiredis reports a NULL object as out of memory),
+// and the connection is dropped as for any other protocol error. A cluster's
+// slot map, the largest reply airbag asks for, has at most 16,384 ranges.
+constexpr long kMaxElementsPerReply = 1L << 20;
+
+using CreateArray = void* (*)(const redisReadTask*, int);
+
+CreateArray& hiredisCreateArray() {
+  static CreateArray f = nullptr;
+  return f;
+}
+
+void* boundedArray(const redisReadTask* task, int elements) {
+  auto* budget = static_cast<long*>(task->privdata);
+  if (budget == nullptr || elements < 0 || elements > *budget) return nullptr;
+  *budget -= elements;
+  return hiredisCreateArray()(task, elements);
+}
+
+// hiredis's own reply functions, with createArray bounded.
+redisReplyObjectFunctions* boundedFunctions() {
+  static redisReplyObjectFunctions* fns = [] {
+    static redisReplyObjectFunctions copy;
+    redisReader* r = redisReaderCreate();
+    copy = *r->fn;
+    redisReaderFree(r);
+    hiredisCreateArray() = copy.createArray;
+    copy.createArray = boundedArray;
+    return &copy;
+  }();
+  return fns;
+}
+
 }  // namespace
 
 void appendCommand(std::string& out, absl::Span<const std::string_view> args) {
@@ -57,7 +93,10 @@ void appendCommand(std::string& out, absl::Span<const std::string_view> args) {
   }
 }
 
-ReplyReader::ReplyReader() : reader_(redisReaderCreate()) {}
+ReplyReader::ReplyReader()
+    : reader_(redisReaderCreateWithFunctions(boundedFunctions())), budget_(kMaxElementsPerReply) {
+  if (reader_) reader_->privdata = &budget_;
+}
 ReplyReader::~ReplyReader() { redisReaderFree(reader_); }
 
 bool ReplyReader::feed(std::string_view bytes) {
@@ -71,6 +110,7 @@ std::optional<Reply> ReplyReader::next(bool* broken) {
     return std::nullopt;
   }
   if (!raw) return std::nullopt;
+  budget_ = kMaxElementsPerReply;  // the next reply starts afresh
   auto* r = static_cast<redisReply*>(raw);
   Reply out = copyReply(r);
   freeReplyObject(r);

@@ -47,6 +47,7 @@ class ReplyReader {
 
  private:
   redisReader* reader_;
+  long budget_;  // array elements the reply being read may still hold
 };
 
 // Where a cluster error reply sends a command: "MOVED 3999 127.0.0.1:6381"

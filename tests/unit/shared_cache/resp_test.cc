@@ -59,6 +59,41 @@ TEST(Resp, GarbageBreaksTheReader) {
   EXPECT_TRUE(broken);
 }
 
+// A RESP array of `n` integers.
+std::string integerArray(int n) {
+  std::string out = "*" + std::to_string(n) + "\r\n";
+  for (int i = 0; i < n; ++i) out += ":1\r\n";
+  return out;
+}
+
+TEST(Resp, AHugeArrayCountBreaksTheReaderInsteadOfAllocating) {
+  // Found by shared_entry_fuzz: the count alone made hiredis ask for 9.9 GB.
+  ReplyReader reader;
+  bool broken = false;
+  reader.feed("*1239032609\r\n*1\r\n:1\r\n");
+  EXPECT_FALSE(reader.next(&broken).has_value());
+  EXPECT_TRUE(broken);
+  // Every array of one reply draws on one budget: 2 x 600,000 elements is over it.
+  ReplyReader nested;
+  broken = false;
+  nested.feed("*2\r\n" + integerArray(600000));
+  EXPECT_FALSE(nested.next(&broken).has_value());
+  EXPECT_FALSE(broken);  // the first inner array fits; the reply is not complete yet
+  nested.feed("*600000\r\n");
+  EXPECT_FALSE(nested.next(&broken).has_value());
+  EXPECT_TRUE(broken);
+  // A reply within the budget still parses, and the next one starts afresh.
+  ReplyReader fine;
+  broken = false;
+  fine.feed(integerArray(600000) + integerArray(600000));
+  for (int i = 0; i < 2; ++i) {
+    auto r = fine.next(&broken);
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->elements.size(), 600000u);
+  }
+  EXPECT_FALSE(broken);
+}
+
 TEST(Resp, RedirectsParse) {
   auto m = parseRedirect("MOVED 3999 127.0.0.1:6381");
   ASSERT_TRUE(m);
