@@ -197,7 +197,7 @@ class ChaosTest : public ::testing::Test {
     std::mutex mu;
     std::vector<std::thread> workers;
     for (int t = 0; t < threads; ++t) {
-      workers.emplace_back([&, t] {
+      workers.emplace_back([&] {
         std::vector<Outcome> mine;
         for (int i = 0; i < per_thread; ++i) mine.push_back(timedRequest(path, body));
         std::lock_guard<std::mutex> lock(mu);

@@ -76,6 +76,16 @@ inline constexpr int kSanitizerSlowdown = 1;
 #endif
 constexpr milliseconds scaled(milliseconds bound) { return bound * kSanitizerSlowdown; }
 
+// How many times more resident memory the process under test may take here for the same work:
+// ThreadSanitizer backs every written byte of the heap with shadow memory and its allocator
+// holds on to freed pages; AddressSanitizer keeps freed blocks in quarantine, with redzones.
+// A memory bound sized for the plain build is multiplied by it.
+#if defined(AIRBAG_TEST_TSAN) || defined(AIRBAG_TEST_ASAN)
+inline constexpr int kSanitizerMemoryFactor = 2;
+#else
+inline constexpr int kSanitizerMemoryFactor = 1;
+#endif
+
 // A fixed point in steady time; every wait in this kit is bounded by one.
 class Deadline {
  public:

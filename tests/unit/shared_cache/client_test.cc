@@ -116,7 +116,7 @@ class RedirectingNode {
 class ClientTest : public ::testing::Test {
  protected:
   void startRedis(std::string password = "") {
-    auto r = RedisServer::start({password});
+    auto r = RedisServer::start({.password = password});
     ASSERT_TRUE(r.ok()) << r.status();
     redis_ = *std::move(r);
   }
