@@ -79,7 +79,7 @@ class RedisClusterTest : public ::testing::Test {
           }
           return true;
         },
-        milliseconds(20000), milliseconds(50)));
+        scaled(milliseconds(20000)), milliseconds(50)));
     for (auto& n : nodes_) {
       auto id = n->cli({"CLUSTER", "MYID"});
       ASSERT_TRUE(id.ok()) << id.status();
@@ -126,11 +126,11 @@ TEST_F(RedisClusterTest, AirbagsShareAnswersAndFollowASlotMigration) {
     ASSERT_EQ(r.status, 200) << r.body;
     EXPECT_EQ(r.header("x-airbag-cache"), "miss");
     if (i == 0) {
-      ASSERT_TRUE(pollUntil([&] { return keys().size() == 1; }, milliseconds(5000)));
+      ASSERT_TRUE(pollUntil([&] { return keys().size() == 1; }, scaled(milliseconds(5000))));
       key = keys().begin()->first;
     }
   }
-  ASSERT_TRUE(pollUntil([&] { return keys().size() == kKeys; }, milliseconds(5000)))
+  ASSERT_TRUE(pollUntil([&] { return keys().size() == kKeys; }, scaled(milliseconds(5000))))
       << keys().size();
   std::map<std::string, int> where = keys();
   std::set<int> masters_used;
@@ -167,7 +167,7 @@ TEST_F(RedisClusterTest, AirbagsShareAnswersAndFollowASlotMigration) {
         continue;
       }
       Response r = c.request("POST", kPath, {}, infer(i % 2 == 0 ? 1000 + i : i % kKeys),
-                             milliseconds(5000));
+                             scaled(milliseconds(5000)));
       ++sent;
       if (r.status != 200) ++failed;
     }
@@ -211,7 +211,7 @@ TEST_F(RedisClusterTest, AirbagsShareAnswersAndFollowASlotMigration) {
   EXPECT_EQ(again.header("x-airbag-cache"), "hit");
 
   // Let the traffic meet the moved slot too, then stop it.
-  ASSERT_TRUE(pollUntil([&] { return sent.load() >= 200; }, milliseconds(30000)));
+  ASSERT_TRUE(pollUntil([&] { return sent.load() >= 200; }, scaled(milliseconds(30000))));
   stop = true;
   traffic.join();
   EXPECT_EQ(failed.load(), 0) << "of " << sent.load();

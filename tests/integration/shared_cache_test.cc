@@ -52,7 +52,7 @@ constexpr char kPassword[] = "fleet-secret";
 class SharedCacheTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto redis = RedisServer::start({kPassword});
+    auto redis = RedisServer::start({.password = kPassword});
     ASSERT_TRUE(redis.ok()) << redis.status();
     redis_ = *std::move(redis);
     auto demo = DemoServer::start({{"--seed", "7"}});
@@ -106,7 +106,7 @@ TEST_F(SharedCacheTest, TwoAirbagsShareAnswers) {
   EXPECT_EQ(filled.header("x-airbag-cache"), "miss");
   EXPECT_EQ(demo_->stat("requests").value_or(-1), 1);
   // The write is asynchronous: wait for the key to show in Redis.
-  ASSERT_TRUE(pollUntil([&] { return keys().size() == 1; }, milliseconds(5000)));
+  ASSERT_TRUE(pollUntil([&] { return keys().size() == 1; }, scaled(milliseconds(5000))));
   EXPECT_THAT(keys()[0], HasSubstr("airbag:shared:"));
 
   Response shared = (*b)->fetch("POST", path, {}, kInfer);
@@ -159,7 +159,7 @@ TEST_F(SharedCacheTest, ARestartedAirbagServesStaleFromRedisWhileTheModelIsDown)
     ASSERT_EQ(filled.status, 200);
     original = filled.body;
     since_stored.reset();
-    ASSERT_TRUE(pollUntil([&] { return keys().size() == 1; }, milliseconds(5000)));
+    ASSERT_TRUE(pollUntil([&] { return keys().size() == 1; }, scaled(milliseconds(5000))));
   }  // the pod is gone, and its memory with it
   ASSERT_TRUE(demo_->setBehavior({{"error_rate", 1.0}}).ok());
   auto fresh = startAirbag();
@@ -184,7 +184,7 @@ TEST_F(SharedCacheTest, ADamagedValueInRedisIsAMiss) {
   ASSERT_TRUE(a.ok()) << a.status();
   const std::string path = "/v2/models/shared/infer";
   ASSERT_EQ((*a)->fetch("POST", path, {}, kInfer).status, 200);
-  ASSERT_TRUE(pollUntil([&] { return keys().size() == 1; }, milliseconds(5000)));
+  ASSERT_TRUE(pollUntil([&] { return keys().size() == 1; }, scaled(milliseconds(5000))));
   std::string key = keys()[0];
   ASSERT_TRUE(redis_->cli({"SET", key, "AB\x01garbage that is not an entry"}).ok());
 
@@ -219,7 +219,8 @@ TEST_F(SharedCacheTest, RedisKilledPausedAndRestartedUnderLoadFailsNoRequest) {
       std::string body = R"({"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[)" +
                          std::to_string(n) + "]}]}";
       Stopwatch sw;
-      Response r = c.request("POST", "/v2/models/shared/infer", {}, body, milliseconds(5000));
+      Response r =
+          c.request("POST", "/v2/models/shared/infer", {}, body, scaled(milliseconds(5000)));
       worst = std::max(worst, sw.elapsed());
       if (r.status != 200) ++failed;
       if (!c.connected() || r.status == 0) {
@@ -242,15 +243,17 @@ TEST_F(SharedCacheTest, RedisKilledPausedAndRestartedUnderLoadFailsNoRequest) {
         load(1);
         return misses() > before;
       },
-      milliseconds(40000), milliseconds(50)));
+      scaled(milliseconds(40000)), milliseconds(50)));
   // Paused: DEBUG SLEEP holds Redis while lookups time out.
   auto get_errors = [&] {
     return (*a)->metric(R"(airbag_shared_cache_errors_total{op="get"})").value_or(0);
   };
   double errors_before = get_errors();
+  // Long enough for a load of a few requests to reach it in a slow (sanitizer) build.
+  constexpr int kSleepSeconds = kSanitizerSlowdown > 1 ? 2 : 1;
   auto sleeper = Process::spawn({"redis-cli", "-h", "127.0.0.1", "-p",
                                  std::to_string(redis_->port()), "--no-auth-warning", "-a",
-                                 kPassword, "DEBUG", "SLEEP", "1"});
+                                 kPassword, "DEBUG", "SLEEP", std::to_string(kSleepSeconds)});
   ASSERT_TRUE(sleeper.ok());
   // Load until lookups have timed out on the sleeping Redis, then some more.
   EXPECT_TRUE(pollUntil(
@@ -258,10 +261,10 @@ TEST_F(SharedCacheTest, RedisKilledPausedAndRestartedUnderLoadFailsNoRequest) {
         load(5);
         return get_errors() > errors_before;
       },
-      milliseconds(900), milliseconds(1)))
+      milliseconds(kSleepSeconds * 1000 - 100), milliseconds(1)))
       << "no lookup waited on the paused Redis";
   load(50);
-  ASSERT_TRUE((*sleeper)->waitExit(milliseconds(10000)).has_value());
+  ASSERT_TRUE((*sleeper)->waitExit(scaled(milliseconds(10000))).has_value());
   load(50);
   EXPECT_EQ(failed, 0);
   auto worst_ms = std::chrono::duration_cast<milliseconds>(worst).count();

@@ -82,7 +82,7 @@ TEST_F(SharedCacheTlsTest, TwoAirbagsShareAnAnswerOverRediss) {
         auto out = redis_->cli({"--scan", "--pattern", "airbag:*"});
         return out.ok() && out->find("airbag:shared:") != std::string::npos;
       },
-      milliseconds(5000)));
+      scaled(milliseconds(5000))));
 
   Response shared = (*b)->fetch("POST", path, {}, kInfer);
   ASSERT_EQ(shared.status, 200);
@@ -106,7 +106,7 @@ TEST_F(SharedCacheTlsTest, ACertificateTheCaDidNotSignKeepsTheTierOut) {
     EXPECT_EQ(r.status, 200) << r.body;
     EXPECT_EQ(r.header("x-airbag-source"), "upstream");
   }
-  auto line = (*a)->process().waitForLine("certificate verify failed", milliseconds(5000));
+  auto line = (*a)->process().waitForLine("certificate verify failed", scaled(milliseconds(5000)));
   ASSERT_TRUE(line.has_value());
   EXPECT_THAT(*line, HasSubstr("shared cache"));
   auto keys = redis_->cli({"--scan", "--pattern", "airbag:*"});

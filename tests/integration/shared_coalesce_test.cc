@@ -80,7 +80,7 @@ TEST_F(SharedCoalesceTest, ConcurrentIdenticalRequestsOnTwoAirbagsCallTheModelOn
   for (int i = 0; i < kClients; ++i) {
     int port = (i % 2 == 0 ? *a : *b)->port();
     clients.emplace_back([&answers, i, port] {
-      answers[i] = fetch(port, "POST", kPath, {}, kInfer, milliseconds(15000));
+      answers[i] = fetch(port, "POST", kPath, {}, kInfer, scaled(milliseconds(15000)));
     });
   }
   for (std::thread& t : clients) t.join();
@@ -103,7 +103,7 @@ TEST_F(SharedCoalesceTest, ConcurrentIdenticalRequestsOnTwoAirbagsCallTheModelOn
         auto n = redis_->cli({"--scan", "--pattern", "airbag:*:lock"});
         return n.ok() && n->empty();
       },
-      milliseconds(5000)));
+      scaled(milliseconds(5000))));
 }
 
 TEST_F(SharedCoalesceTest, AHolderKilledMidFillStallsTheOtherNoLongerThanTheWait) {
@@ -117,14 +117,15 @@ TEST_F(SharedCoalesceTest, AHolderKilledMidFillStallsTheOtherNoLongerThanTheWait
 
   // a takes the lock and calls the model; it dies before answering.
   int a_port = (*a)->port();
-  std::thread doomed([a_port] { fetch(a_port, "POST", kPath, {}, kInfer, milliseconds(5000)); });
-  bool called = pollUntil([&] { return modelCalls() == 1; }, milliseconds(5000));
+  std::thread doomed(
+      [a_port] { fetch(a_port, "POST", kPath, {}, kInfer, scaled(milliseconds(5000))); });
+  bool called = pollUntil([&] { return modelCalls() == 1; }, scaled(milliseconds(5000)));
   if (called) (*a)->process().kill();
   doomed.join();
   ASSERT_TRUE(called) << "the first airbag never called the model";
 
   Stopwatch sw;
-  Response r = (*b)->fetch("POST", kPath, {}, kInfer, milliseconds(15000));
+  Response r = (*b)->fetch("POST", kPath, {}, kInfer, scaled(milliseconds(15000)));
   auto took = std::chrono::duration_cast<milliseconds>(sw.elapsed()).count();
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(r.header("x-airbag-source"), "upstream");

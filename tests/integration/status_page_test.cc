@@ -170,12 +170,12 @@ TEST_F(StatusPageTest, HistoryCountsEachLevelAndSurvivesAReload) {
 
   ASSERT_EQ(drive(*airbag_, 12, 0), 12);
   ASSERT_TRUE(pollUntil([&] { return historySum(*airbag_, "predict", "upstream") == 12; },
-                        milliseconds(5000), milliseconds(100)))
+                        scaled(milliseconds(5000)), milliseconds(100)))
       << airbag_->admin("GET", "/routes/predict/history").body;
   ASSERT_TRUE(model_->setBehavior({{"error_rate", 1}}).ok());
   ASSERT_EQ(drive(*airbag_, 7, 100), 7);
   ASSERT_TRUE(pollUntil([&] { return historySum(*airbag_, "predict", "fallback") == 7; },
-                        milliseconds(5000), milliseconds(100)))
+                        scaled(milliseconds(5000)), milliseconds(100)))
       << airbag_->admin("GET", "/routes/predict/history").body;
   EXPECT_EQ(historySum(*airbag_, "predict", "requests"), 19);
 
@@ -192,7 +192,7 @@ TEST_F(StatusPageTest, HistoryCountsEachLevelAndSurvivesAReload) {
   EXPECT_EQ(airbag_->admin("GET", "/routes/chat/history").status, 404);
   ASSERT_EQ(drive(*airbag_, 3, 200), 3);
   ASSERT_TRUE(pollUntil([&] { return historySum(*airbag_, "predict", "requests") == 22; },
-                        milliseconds(5000), milliseconds(100)))
+                        scaled(milliseconds(5000)), milliseconds(100)))
       << airbag_->admin("GET", "/routes/predict/history").body;
   EXPECT_EQ(historySum(*airbag_, "predict", "upstream"), 12);
 

@@ -185,7 +185,7 @@ class TlsListenerTest : public ::testing::Test {
     }
     // The TLS port is the kernel's choice (port 0); the start-up line names it.
     auto m = (*a)->process().waitForRegex(R"(and 127\.0\.0\.1:(\d+) \(TLS\))",
-                                          milliseconds(5000));
+                                          scaled(milliseconds(5000)));
     if (!m) {
       ADD_FAILURE() << "no TLS port in the start-up line";
       return nullptr;
@@ -361,7 +361,8 @@ TEST_F(TlsListenerTest, BadPairOnReloadKeepsTheOldOneAndSaysWhy) {
   Response r = a->admin("POST", "/reload");
   EXPECT_EQ(r.status, 400);
   EXPECT_THAT(r.body, HasSubstr("does not match the certificate"));
-  EXPECT_TRUE(a->process().waitForLine("does not match the certificate", milliseconds(5000)));
+  EXPECT_TRUE(
+      a->process().waitForLine("does not match the certificate", scaled(milliseconds(5000))));
   EXPECT_EQ(a->metric(R"(airbag_config_reloads_total{result="failure"})"), 1);
 
   auto c = TlsClient::connect(tls_port_, trusting());
@@ -389,13 +390,13 @@ TEST_F(TlsListenerTest, PlainHttpToTheTlsPortIsToldAndClosed) {
   EXPECT_EQ(r.json().value("error", nlohmann::json::object()).value("code", ""),
             "plain_http_to_tls_port")
       << r.body;
-  EXPECT_TRUE(plain.waitForPeerClose(milliseconds(5000)));
+  EXPECT_TRUE(plain.waitForPeerClose(scaled(milliseconds(5000))));
 
   // Bytes that are neither TLS nor HTTP: closed, nothing else.
   HttpClient junk;
   ASSERT_TRUE(junk.connect(tls_port_).ok());
   ASSERT_TRUE(junk.sendRaw(std::string(64, '\x01')).ok());
-  EXPECT_TRUE(junk.waitForPeerClose(milliseconds(5000)));
+  EXPECT_TRUE(junk.waitForPeerClose(scaled(milliseconds(5000))));
 
   auto c = TlsClient::connect(tls_port_, trusting());
   ASSERT_NE(c, nullptr);
@@ -410,9 +411,10 @@ TEST_F(TlsListenerTest, HandshakeIsBoundByTheHeaderTimeout) {
   HttpClient silent;
   ASSERT_TRUE(silent.connect(tls_port_).ok());
   Stopwatch w;
-  EXPECT_TRUE(silent.waitForPeerClose(milliseconds(5000)));
+  EXPECT_TRUE(silent.waitForPeerClose(scaled(milliseconds(5000))));
   EXPECT_GE(w.elapsedMs().count(), 250);
-  EXPECT_TRUE(pollUntil([&] { return handshakes(*a, "timeout") == 1; }, milliseconds(5000)));
+  EXPECT_TRUE(
+      pollUntil([&] { return handshakes(*a, "timeout") == 1; }, scaled(milliseconds(5000))));
 }
 
 TEST_F(TlsListenerTest, TlsOnTheListenAddressItself) {
@@ -434,7 +436,7 @@ routes:
   EXPECT_TRUE(ok.exit.success()) << ok.err;
   EXPECT_THAT(ok.out, HasSubstr("\"data\""));
   EXPECT_EQ((*a)->fetch("GET", "/v1/models").status, 400);  // plain HTTP there is refused
-  EXPECT_TRUE((*a)->process().waitForLine("(TLS)", milliseconds(5000)));
+  EXPECT_TRUE((*a)->process().waitForLine("(TLS)", scaled(milliseconds(5000))));
 }
 
 TEST_F(TlsListenerTest, UnreadablePairFailsTheStartNamingTheFile) {
@@ -451,7 +453,7 @@ TEST_F(TlsListenerTest, UnreadablePairFailsTheStartNamingTheFile) {
   auto file = pair_->write("airbag.yaml", *expanded);
   ASSERT_TRUE(file.ok());
   // server.pem was never installed.
-  auto run = runCommand({airbagBinary(), "-c", file->string()}, milliseconds(15000));
+  auto run = runCommand({airbagBinary(), "-c", file->string()}, scaled(milliseconds(15000)));
   ASSERT_TRUE(run.ok()) << run.status();
   EXPECT_FALSE(run->exit.success());
   EXPECT_THAT(run->out + run->err,
