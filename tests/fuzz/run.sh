@@ -11,16 +11,18 @@
 # normal build replays it (ctest: fuzz_corpus.<target>).
 #
 # Environment: AIRBAG_JOBS (parallel build jobs, default: CPU count),
+#              AIRBAG_FUZZ_JOBS (targets fuzzed at once, default: CPU count),
 #              AIRBAG_FUZZ_BUILD (build folder, default: build-fuzz).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 BUILD="${AIRBAG_FUZZ_BUILD:-${ROOT}/build-fuzz}"
 JOBS="${AIRBAG_JOBS:-$(nproc)}"
+FUZZ_JOBS="${AIRBAG_FUZZ_JOBS:-$(nproc)}"
 SECONDS_EACH="${1:-60}"
 [[ $# -gt 0 ]] && shift
 if [[ ! ${SECONDS_EACH} =~ ^[0-9]+$ ]]; then
-  sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
   exit 2
 fi
 
@@ -51,21 +53,21 @@ fi
 rm -f "${log}"
 echo "fuzz: $(date -u +%H:%M:%S) built ${BUILD} in $((SECONDS - build_started)) s"
 
-failed=0
-passed=0
-for t in "${TARGETS[@]}"; do
+# Runs one target; its verdict (one or more lines, the first "passed" or "FAILED") goes to
+# ${BUILD}/<target>.result.
+fuzz_one() {
+  local t="$1" bin work findings out status=0 runs cov
+  local result="${BUILD}/${t}.result"
   bin="$(find "${BUILD}/tests/fuzz" -maxdepth 1 -type f -name "${t}" -perm -u+x | head -n 1)"
   if [[ -z ${bin} ]]; then
-    echo "fuzz: ${t}: no such target"
-    failed=$((failed + 1))
-    continue
+    echo "fuzz: ${t}: FAILED: no such target" >"${result}"
+    return
   fi
   work="${BUILD}/corpus/${t}"
   findings="${BUILD}/findings/${t}"
   rm -rf "${findings}"
   mkdir -p "${work}" "${findings}"
   out="${BUILD}/${t}.log"
-  status=0
   # The first corpus folder receives new inputs; the committed seeds are only read.
   # -rss_limit_mb and -timeout turn runaway memory or time into findings too.
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
@@ -75,14 +77,40 @@ for t in "${TARGETS[@]}"; do
   runs="$(grep -Eo 'stat::number_of_executed_units: *[0-9]+' "${out}" | grep -Eo '[0-9]+$' || true)"
   cov="$(grep -Eo 'cov: [0-9]+' "${out}" | tail -n 1 || true)"
   if [[ ${status} -eq 0 ]]; then
-    echo "fuzz: ${t}: passed, ${runs:-?} inputs in ${SECONDS_EACH}s (${cov:-no coverage stat})"
+    echo "fuzz: ${t}: passed, ${runs:-?} inputs in ${SECONDS_EACH}s (${cov:-no coverage stat})" \
+      >"${result}"
+  else
+    {
+      echo "fuzz: ${t}: FAILED (exit ${status}); log ${out}; input:"
+      ls -1 "${findings}" | sed "s|^|  ${findings}/|"
+      grep -E 'ERROR|runtime error|_fuzz:|http_framing:|SUMMARY' "${out}" | head -n 5 |
+        sed 's/^/  /'
+    } >"${result}"
+  fi
+}
+
+# The targets run side by side, as many at once as there are cores: each is single threaded.
+running=0
+for t in "${TARGETS[@]}"; do
+  rm -f "${BUILD}/${t}.result"
+  if [[ ${running} -ge ${FUZZ_JOBS} ]]; then
+    wait -n || true
+    running=$((running - 1))
+  fi
+  fuzz_one "${t}" &
+  running=$((running + 1))
+done
+wait || true
+
+failed=0
+passed=0
+for t in "${TARGETS[@]}"; do
+  if [[ -f "${BUILD}/${t}.result" ]] && head -n 1 "${BUILD}/${t}.result" | grep -q ': passed,'; then
     passed=$((passed + 1))
   else
     failed=$((failed + 1))
-    echo "fuzz: ${t}: FAILED (exit ${status}); log ${out}; input:"
-    ls -1 "${findings}" | sed "s|^|  ${findings}/|"
-    grep -E 'ERROR|runtime error|_fuzz:|http_framing:|SUMMARY' "${out}" | head -n 5 | sed 's/^/  /'
   fi
+  cat "${BUILD}/${t}.result" 2>/dev/null || echo "fuzz: ${t}: FAILED: no verdict"
 done
 
 total=$((passed + failed))
