@@ -226,7 +226,7 @@ absl::StatusOr<int> Process::run() {
   // The shared tier's half of a purge runs on the purger's own loop, which
   // answers the admin thread later; declared before the admin server, so it
   // outlives it.
-  SharedPurger purger(admin_log);
+  SharedPurger purger(admin_log, &registry.global());
   hooks.shared_purge = [this, &purger](std::optional<std::string_view> route,
                                        std::function<void(nlohmann::json)> done) {
     return purger.purge(snapshot(), route, std::move(done));

@@ -89,7 +89,8 @@ class SharedPurger::Loop {
   std::thread thread_;
 };
 
-SharedPurger::SharedPurger(std::shared_ptr<spdlog::logger> logger) : logger_(std::move(logger)) {}
+SharedPurger::SharedPurger(std::shared_ptr<spdlog::logger> logger, metrics::WorkerMetrics* metrics)
+    : logger_(std::move(logger)), metrics_(metrics) {}
 
 SharedPurger::~SharedPurger() = default;
 
@@ -111,13 +112,19 @@ bool SharedPurger::purge(std::shared_ptr<const pipeline::Snapshot> snap,
   }
   std::string what = route ? std::string(*route) : "every route";
   loop->post([loop, snap, patterns = std::move(patterns), done = std::move(done),
-              what = std::move(what), logger = logger_]() mutable {
+              what = std::move(what), logger = logger_, m = metrics_]() mutable {
     std::shared_ptr<shared_cache::PurgeTransport> transport =
         shared_cache::clientTransport(loop->client(snap->shared_tier));
     shared_cache::purgeShared(
         std::move(transport), std::move(patterns), snap->shared_tier->settings().cluster,
         shared_cache::PurgeLimits{},
-        [done = std::move(done), what = std::move(what), logger](shared_cache::PurgeResult r) {
+        [done = std::move(done), what = std::move(what), logger,
+         m](shared_cache::PurgeResult r) {
+          if (m) {
+            if (r.purged > 0) m->incCounter(m->families().shared_cache_purged_total, {}, r.purged);
+            if (r.stopped_by == "error")
+              m->incCounter(m->families().shared_cache_errors_total, {"purge"});
+          }
           if (logger) {
             if (r.stopped_by == "error")
               logger->warn("cache purge of {} in the shared tier: {} key(s), then {}", what,

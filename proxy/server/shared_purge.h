@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "nlohmann/json.hpp"
+#include "proxy/metrics/metrics.h"
 #include "proxy/pipeline/snapshot.h"
 #include "proxy/shared_cache/purge.h"
 
@@ -24,7 +25,10 @@ nlohmann::json sharedPurgeJson(const shared_cache::PurgeResult& r);
 
 class SharedPurger {
  public:
-  explicit SharedPurger(std::shared_ptr<spdlog::logger> logger);
+  // Counts into `metrics` (the registry's global shard, any thread may
+  // write it), which must outlive the purger: airbag_shared_cache_purged_total
+  // and airbag_shared_cache_errors_total{op="purge"}.
+  SharedPurger(std::shared_ptr<spdlog::logger> logger, metrics::WorkerMetrics* metrics);
   // Stops the loop and joins its thread; purges still running never answer
   // (the admin answers them with its timeout).
   ~SharedPurger();
@@ -42,6 +46,7 @@ class SharedPurger {
  private:
   class Loop;
   std::shared_ptr<spdlog::logger> logger_;
+  metrics::WorkerMetrics* metrics_;
   absl::Mutex mu_;
   std::unique_ptr<Loop> loop_ ABSL_GUARDED_BY(mu_);  // made on the first purge
 };

@@ -103,6 +103,7 @@ TEST_F(SharedCachePurgeTest, PurgesTheRoutesKeysAndNoOtherRoutes) {
                                  {"shared", {{"purged", 5}, {"complete", true}, {"nodes", 1}}}}));
   EXPECT_EQ(count(nodes, "a"), 0u);
   EXPECT_EQ(count(nodes, "ab"), 4u) << "the purge of route a took route ab's keys";
+  EXPECT_EQ((*a)->metric("airbag_shared_cache_purged_total").value_or(-1), 5);
 
   // Route a asks the model again; route ab still hits, in memory and, for a
   // fresh airbag, in Redis.
@@ -153,6 +154,7 @@ TEST_F(SharedCachePurgeTest, ARedisThatIsDownIsAClearAnswerNotAWait) {
                 AnyOf(HasSubstr("connection failed"), HasSubstr("breaker is open")));
     EXPECT_THAT(r.json()["shared"]["error"].get<std::string>(), HasSubstr((*redis)->url()));
   }
+  EXPECT_EQ((*a)->metric(R"(airbag_shared_cache_errors_total{op="purge"})").value_or(-1), 2);
   // The local tier was purged all the same: the model is asked again (and
   // still answers, Redis or not).
   const int64_t calls = demo_->stat("requests").value_or(-1);
