@@ -160,10 +160,11 @@ bool AdminRouter::authorized(std::string_view authorization) const {
   return constantTimeEquals(presented, token_);
 }
 
-AdminResponse AdminRouter::handle(const AdminRequest& request) const {
+std::variant<AdminResponse, Deferred> AdminRouter::handleAsync(const AdminRequest& request,
+                                                              Respond later) const {
   // A hook that throws must not take the process down with it.
   try {
-    return route(request);
+    return route(request, later);
   } catch (const std::exception& e) {
     return errorResponse(500, "internal", e.what());
   } catch (...) {
@@ -171,7 +172,8 @@ AdminResponse AdminRouter::handle(const AdminRequest& request) const {
   }
 }
 
-AdminResponse AdminRouter::route(const AdminRequest& req) const {
+std::variant<AdminResponse, Deferred> AdminRouter::route(const AdminRequest& req,
+                                                        const Respond& later) const {
   const std::string_view m = req.method;
   const std::string_view path = req.path;
   if (req.body.size() > kMaxBodyBytes) {
@@ -255,10 +257,11 @@ AdminResponse AdminRouter::route(const AdminRequest& req) const {
         route = body["route"].get<std::string>();
       }
     }
-    absl::Status s =
-        route ? hooks_.cache_purge(std::string_view(*route)) : hooks_.cache_purge(std::nullopt);
+    std::optional<std::string_view> which;
+    if (route) which = *route;
+    absl::Status s = hooks_.cache_purge(which);
     if (!s.ok()) return statusResponse(s);
-    return jsonResponse(200, Json{{"purged", route ? Json(*route) : Json("all")}});
+    return sharedPurge(which, later);
   }
 
   constexpr std::string_view kRoutes = "/routes/";
@@ -421,6 +424,7 @@ absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::start(
     return absl::InternalError(absl::StrCat("admin: pipe2: ", std::strerror(errno)));
   server->wake_read_ = Fd(fds[0]);
   server->wake_write_ = Fd(fds[1]);
+  server->mailbox_ = std::make_shared<Mailbox>(fds[1]);
   server->wake_event_.reset(event_new(server->base_.get(), server->wake_read_.get(),
                                       EV_READ | EV_PERSIST, &AdminServer::onWakeCb, server.get()));
   if (!server->wake_event_ || event_add(server->wake_event_.get(), nullptr) != 0)
@@ -438,12 +442,13 @@ absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::start(
 
 void AdminServer::stop() {
   if (!thread_.joinable()) return;
-  char byte = 1;
-  ssize_t n;
-  do {
-    n = ::write(wake_write_.get(), &byte, 1);
-  } while (n < 0 && errno == EINTR);
+  stopping_.store(true);
+  mailbox_->wake();
   thread_.join();
+  // A late answer now finds the mailbox closed; the held requests go with
+  // their connections when evhttp is freed.
+  mailbox_->close();
+  held_.clear();
   // Close the listening socket now, not at destruction, so a stopped server
   // refuses connections instead of leaving them unanswered.
   http_.reset();
@@ -455,7 +460,16 @@ void AdminServer::onWakeCb(evutil_socket_t, short, void* self) {
   static_cast<AdminServer*>(self)->onWake();
 }
 
-void AdminServer::onWake() { event_base_loopbreak(base_.get()); }
+void AdminServer::onWake() {
+  char buf[64];
+  while (::read(wake_read_.get(), buf, sizeof(buf)) > 0) {
+  }
+  if (stopping_.load()) {
+    event_base_loopbreak(base_.get());
+    return;
+  }
+  for (auto& [id, resp] : mailbox_->take()) answerHeld(id, std::move(resp));
+}
 
 void AdminServer::onHistoryTickCb(evutil_socket_t, short, void* self) {
   static_cast<AdminServer*>(self)->sampleHistoryAndRearm();
@@ -518,13 +532,52 @@ void AdminServer::onRequest(evhttp_request* req) {
   body.resize(evbuffer_get_length(in));
   if (!body.empty()) evbuffer_copyout(in, body.data(), body.size());
 
-  AdminResponse resp = router_.handle(
-      AdminRequest{method, path != nullptr ? path : "", auth != nullptr ? auth : "", body});
+  const bool head = method == "HEAD";
+  const uint64_t id = next_id_++;
+  std::weak_ptr<Mailbox> mailbox = mailbox_;
+  std::variant<AdminResponse, Deferred> handled = router_.handleAsync(
+      AdminRequest{method, path != nullptr ? path : "", auth != nullptr ? auth : "", body},
+      [mailbox, id](AdminResponse resp) {
+        if (std::shared_ptr<Mailbox> m = mailbox.lock()) m->post(id, std::move(resp));
+      });
+  if (logger_) logger_->debug("admin {} {}", method, path != nullptr ? path : "");
+  if (AdminResponse* resp = std::get_if<AdminResponse>(&handled)) {
+    send(req, head, std::move(*resp));
+    return;
+  }
+  Deferred& deferred = std::get<Deferred>(handled);
+  auto held = std::make_unique<Held>(
+      Held{this, id, req, head, std::move(deferred.on_timeout), nullptr});
+  held->timer.reset(evtimer_new(base_.get(), &AdminServer::onHeldTimeoutCb, held.get()));
+  timeval tv = absl::ToTimeval(deferred.timeout);
+  if (!held->timer || evtimer_add(held->timer.get(), &tv) != 0) {
+    send(req, head, errorResponse(500, "internal", "cannot wait for the answer"));
+    return;
+  }
+  held_.emplace(id, std::move(held));
+}
+
+void AdminServer::onHeldTimeoutCb(evutil_socket_t, short, void* arg) {
+  auto* held = static_cast<Held*>(arg);
+  held->server->answerHeld(held->id, std::move(held->on_timeout));
+}
+
+// The first answer of a held request wins: the timeout's, or the one that
+// came through the mailbox; the other finds it gone.
+void AdminServer::answerHeld(uint64_t id, AdminResponse resp) {
+  auto it = held_.find(id);
+  if (it == held_.end()) return;
+  std::unique_ptr<Held> held = std::move(it->second);
+  held_.erase(it);
+  send(held->req, held->head, std::move(resp));
+}
+
+void AdminServer::send(evhttp_request* req, bool head, AdminResponse resp) {
   evkeyvalq* out_headers = evhttp_request_get_output_headers(req);
   evhttp_add_header(out_headers, "Content-Type", resp.content_type.c_str());
   evhttp_add_header(out_headers, "Cache-Control", "no-store");
   for (const auto& [k, v] : resp.headers) evhttp_add_header(out_headers, k.c_str(), v.c_str());
-  if (method == "HEAD") {
+  if (head) {
     // evhttp would send the body even for HEAD; announce its length only.
     evhttp_add_header(out_headers, "Content-Length", std::to_string(resp.body.size()).c_str());
     resp.body.clear();
@@ -535,8 +588,6 @@ void AdminServer::onRequest(evhttp_request* req) {
     return;
   }
   evbuffer_add(out.get(), resp.body.data(), resp.body.size());
-  if (logger_)
-    logger_->debug("admin {} {} -> {}", method, path != nullptr ? path : "", resp.status);
   evhttp_send_reply(req, resp.status, nullptr, out.get());
 }
 

@@ -5,6 +5,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -12,11 +13,14 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <unordered_map>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "airbag/config.h"
 #include "nlohmann/json.hpp"
@@ -54,6 +58,16 @@ struct AdminHooks {
   std::function<absl::Status(std::string_view route)> clear_fault;
   // POST /cache/purge; nullopt purges every route.
   std::function<absl::Status(std::optional<std::string_view> route)> cache_purge;
+  // POST /cache/purge's shared-tier half, asked after cache_purge succeeded:
+  // false when none of the routes named uses cache.shared (the answer is
+  // given at once); else true, and `done` is called later, exactly once and
+  // from any thread, with the answer's "shared" object ({"purged":N,
+  // "complete":bool, ...}; an "error" member when Redis failed).
+  std::function<bool(std::optional<std::string_view> route,
+                     std::function<void(nlohmann::json shared)> done)>
+      shared_purge;
+  // How long POST /cache/purge waits for `done` before answering 504.
+  absl::Duration shared_purge_timeout = absl::Seconds(5);
   // GET /status: what the process knows of itself (config_file, workers,
   // started_at, uptime_seconds, last_reload); the router adds version,
   // rss_bytes, draining and token_required.
@@ -75,6 +89,17 @@ struct AdminResponse {
   std::vector<std::pair<std::string, std::string>> headers;  // extra headers
 };
 
+// An answer given later, from any thread. The first call is the answer;
+// calls after it (a late answer after the timeout) are ignored.
+using Respond = std::function<void(AdminResponse)>;
+
+// The router's word that a request is answered later, through Respond: the
+// server answers `on_timeout` instead if that has not come by `timeout`.
+struct Deferred {
+  absl::Duration timeout;
+  AdminResponse on_timeout;
+};
+
 // A JSON answer; and the error shape every endpoint uses:
 // {"error":{"code":...,"message":...}}.
 AdminResponse jsonResponse(int status, const nlohmann::json& body);
@@ -87,6 +112,12 @@ class AdminRouter {
   // `token` empty means no authentication is required.
   AdminRouter(AdminHooks hooks, const metrics::Registry& registry, std::string token);
 
+  // Answers `request` now, or returns Deferred and answers it later through
+  // `later` (POST /cache/purge of a route in the shared tier). `later` is
+  // never called from inside this call.
+  std::variant<AdminResponse, Deferred> handleAsync(const AdminRequest& request,
+                                                    Respond later) const;
+  // The same, waiting (up to the deferral's timeout) for a later answer.
   AdminResponse handle(const AdminRequest& request) const;
 
   // Adds the second ending at `now` to every route's history (GET
@@ -95,7 +126,12 @@ class AdminRouter {
   void sampleHistory(absl::Time now);
 
  private:
-  AdminResponse route(const AdminRequest& request) const;
+  std::variant<AdminResponse, Deferred> route(const AdminRequest& request,
+                                              const Respond& later) const;
+  // In admin_deferred.cc: POST /cache/purge's answer once memory is purged:
+  // now, or with the shared tier's part later.
+  std::variant<AdminResponse, Deferred> sharedPurge(std::optional<std::string_view> route,
+                                                    const Respond& later) const;
   AdminResponse readyz() const;
   AdminResponse routes(std::string_view name) const;
   AdminResponse routeAction(std::string_view name, std::string_view action,
@@ -167,8 +203,43 @@ class AdminServer {
 
   AdminServer(AdminRouter router, std::shared_ptr<spdlog::logger> logger);
 
+  // A request answered later (Deferred): its timeout timer, and what the
+  // answer needs to know of the request.
+  struct Held {
+    AdminServer* server;
+    uint64_t id;
+    evhttp_request* req;
+    bool head;
+    AdminResponse on_timeout;
+    std::unique_ptr<event, EventDeleter> timer;
+  };
+  // Answers given from other threads, waiting for the admin loop; shared
+  // (weakly) with their Respond callbacks, which may outlive the server.
+  class Mailbox {
+   public:
+    explicit Mailbox(int wake_fd) : wake_fd_(wake_fd) {}
+    // Any thread: leaves `resp` for the held request `id` and wakes the
+    // loop; dropped once closed.
+    void post(uint64_t id, AdminResponse resp);
+    void wake();
+    // Admin thread: the answers posted so far.
+    std::vector<std::pair<uint64_t, AdminResponse>> take();
+    // Before the wake pipe closes: nothing is posted or woken after this.
+    void close();
+
+   private:
+    void wakeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+    const int wake_fd_;
+    absl::Mutex mu_;
+    bool closed_ ABSL_GUARDED_BY(mu_) = false;
+    std::vector<std::pair<uint64_t, AdminResponse>> answers_ ABSL_GUARDED_BY(mu_);
+  };
+
   static void onRequestCb(evhttp_request* req, void* self);
   void onRequest(evhttp_request* req);
+  void send(evhttp_request* req, bool head, AdminResponse resp);
+  static void onHeldTimeoutCb(evutil_socket_t fd, short what, void* held);
+  void answerHeld(uint64_t id, AdminResponse resp);
   static void onWakeCb(evutil_socket_t fd, short what, void* self);
   void onWake();
   static void onHistoryTickCb(evutil_socket_t fd, short what, void* self);
@@ -186,6 +257,10 @@ class AdminServer {
   std::unique_ptr<event, EventDeleter> history_tick_;  // samples route history each second
   std::unique_ptr<evhttp, EvhttpDeleter> http_;
   uint16_t port_ = 0;
+  std::shared_ptr<Mailbox> mailbox_;
+  std::unordered_map<uint64_t, std::unique_ptr<Held>> held_;  // admin thread only
+  uint64_t next_id_ = 0;
+  std::atomic<bool> stopping_{false};
   std::thread thread_;
 };
 

@@ -359,8 +359,12 @@ Registry::Registry(absl::Time start_time) : start_time_(start_time) {
   f.shared_cache_errors_total = defineCounter(
       "airbag_shared_cache_errors_total",
       "Commands to the shared (Redis) cache tier that went wrong, by op: get (timed out or "
-      "failed), set (timed out, failed, or not sent while its breaker is open).",
+      "failed), set (timed out, failed, or not sent while its breaker is open), purge (a "
+      "POST /cache/purge of the shared tier that failed).",
       {"op"});
+  f.shared_cache_purged_total = defineCounter(
+      "airbag_shared_cache_purged_total",
+      "Keys deleted from the shared (Redis) cache tier by POST /cache/purge.", {});
   f.shared_cache_coalesce_total = defineCounter(
       "airbag_shared_cache_coalesce_total",
       "Fills coalesced across pods (cache.shared.coalesce) after a miss in both tiers, by "

@@ -83,6 +83,7 @@ struct Families {
   FamilyId shared_cache_duration_seconds; // histogram, no labels
   FamilyId shared_cache_errors_total;     // {op}
   FamilyId shared_cache_coalesce_total;   // {route,outcome}
+  FamilyId shared_cache_purged_total;     // no labels
 };
 
 class Registry;

@@ -28,6 +28,7 @@
 #include "proxy/metrics/metrics.h"
 #include "proxy/pipeline/snapshot.h"
 #include "proxy/server/route_admin.h"
+#include "proxy/server/shared_purge.h"
 #include "proxy/server/upstream_admin.h"
 #include "proxy/server/worker.h"
 #include "proxy/upstream/curl_client.h"
@@ -221,6 +222,14 @@ absl::StatusOr<int> Process::run() {
   hooks.reload = [this] { return reload(); };
   hooks.cache_purge = [this](std::optional<std::string_view> route) {
     return purgeCache(*snapshot(), route);
+  };
+  // The shared tier's half of a purge runs on the purger's own loop, which
+  // answers the admin thread later; declared before the admin server, so it
+  // outlives it.
+  SharedPurger purger(admin_log, &registry.global());
+  hooks.shared_purge = [this, &purger](std::optional<std::string_view> route,
+                                       std::function<void(nlohmann::json)> done) {
+    return purger.purge(snapshot(), route, std::move(done));
   };
   hooks.upstreams = [this] { return upstreamsState(*snapshot(), absl::Now()); };
   hooks.readiness_problems = [this] { return readinessProblems(*snapshot()); };

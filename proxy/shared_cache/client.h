@@ -65,6 +65,9 @@ class Client final : private http::StreamSocket::Listener, private TimerCallback
   bool command(absl::Span<const std::string_view> args, absl::Duration timeout, Callback done);
 
   const Tier& tier() const { return *tier_; }
+  absl::Time now() const { return dispatcher_.now(); }
+  // Cluster mode: the router, which also reaches each node directly; else null.
+  Cluster* cluster() const { return cluster_.get(); }
   bool connected() const { return state_ == State::kReady; }
   // Commands written and not yet answered (including ones that timed out).
   size_t pending() const { return queue_.size(); }

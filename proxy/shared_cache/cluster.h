@@ -40,6 +40,9 @@ class Cluster {
   // known, so a dead seed does not leave the map stale.
   void refresh(absl::Time now);
   const SlotMap& map() const { return map_; }
+  // The connection to `node` itself, bypassing slot routing (a purge scans
+  // each master); null when its address is not a numeric IP.
+  Client* nodeClient(const NodeAddress& node) { return clientFor(node); }
 
  private:
   struct Request;

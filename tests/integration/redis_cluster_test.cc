@@ -59,27 +59,9 @@ std::vector<std::string> lines(const std::string& text) {
 class RedisClusterTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::vector<std::string> create = {"redis-cli", "--cluster", "create"};
-    for (int i = 0; i < 3; ++i) {
-      auto node = RedisServer::start({.password = "", .cluster = true});
-      ASSERT_TRUE(node.ok()) << node.status();
-      create.push_back("127.0.0.1:" + std::to_string((*node)->port()));
-      nodes_.push_back(*std::move(node));
-    }
-    create.push_back("--cluster-yes");
-    auto made = runCommand(create, milliseconds(30000));
-    ASSERT_TRUE(made.ok()) << made.status();
-    ASSERT_TRUE(made->exit.success()) << made->out << made->err;
-    // Every node agrees the cluster is whole before traffic starts.
-    ASSERT_TRUE(pollUntil(
-        [&] {
-          for (auto& n : nodes_) {
-            auto info = n->cli({"CLUSTER", "INFO"});
-            if (!info.ok() || info->find("cluster_state:ok") == std::string::npos) return false;
-          }
-          return true;
-        },
-        scaled(milliseconds(20000)), milliseconds(50)));
+    auto cluster = RedisCluster::start(3);
+    ASSERT_TRUE(cluster.ok()) << cluster.status();
+    nodes_ = std::move((*cluster)->nodes());
     for (auto& n : nodes_) {
       auto id = n->cli({"CLUSTER", "MYID"});
       ASSERT_TRUE(id.ok()) << id.status();

@@ -9,6 +9,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "tests/integration/harness.h"
 
 namespace airbag::testing {
@@ -58,6 +60,16 @@ class RedisServer {
   absl::Status restart() {
     kill();
     return launch();
+  }
+
+  // The keys matching `pattern` (redis-cli --scan); empty if redis-cli fails.
+  std::vector<std::string> scan(const std::string& pattern) const {
+    std::vector<std::string> keys;
+    absl::StatusOr<std::string> out = cli({"--scan", "--pattern", pattern});
+    if (!out.ok()) return keys;
+    for (absl::string_view l : absl::StrSplit(*out, '\n', absl::SkipWhitespace()))
+      keys.emplace_back(absl::StripAsciiWhitespace(l));
+    return keys;
   }
 
   // Runs redis-cli against the server; its standard output.
@@ -125,6 +137,46 @@ class RedisServer {
   int bus_port_ = 0;  // cluster only
   std::unique_ptr<TempDir> dir_;
   std::unique_ptr<Process> process_;
+};
+
+// A Redis Cluster of `masters` nodes joined by `redis-cli --cluster create`,
+// ready once every node says cluster_state:ok.
+class RedisCluster {
+ public:
+  static absl::StatusOr<std::unique_ptr<RedisCluster>> start(int masters = 3) {
+    std::unique_ptr<RedisCluster> c(new RedisCluster());
+    std::vector<std::string> create = {"redis-cli", "--cluster", "create"};
+    for (int i = 0; i < masters; ++i) {
+      RedisServer::Options options;
+      options.cluster = true;
+      auto node = RedisServer::start(options);
+      if (!node.ok()) return node.status();
+      create.push_back("127.0.0.1:" + std::to_string((*node)->port()));
+      c->nodes_.push_back(*std::move(node));
+    }
+    create.push_back("--cluster-yes");
+    auto made = runCommand(create, milliseconds(30000));
+    if (!made.ok()) return made.status();
+    if (!made->exit.success())
+      return absl::InternalError(absl::StrCat("redis-cli --cluster create: ", made->out, made->err));
+    bool ok = pollUntil(
+        [&] {
+          for (auto& n : c->nodes_) {
+            auto info = n->cli({"CLUSTER", "INFO"});
+            if (!info.ok() || info->find("cluster_state:ok") == std::string::npos) return false;
+          }
+          return true;
+        },
+        scaled(milliseconds(20000)), milliseconds(50));
+    if (!ok) return absl::UnavailableError("the cluster did not reach cluster_state:ok");
+    return c;
+  }
+
+  std::vector<std::unique_ptr<RedisServer>>& nodes() { return nodes_; }
+
+ private:
+  RedisCluster() = default;
+  std::vector<std::unique_ptr<RedisServer>> nodes_;
 };
 
 }  // namespace airbag::testing

@@ -8,35 +8,14 @@
 
 #include <string>
 
+#include "tests/unit/shared_cache/replies.h"
+
 namespace airbag::shared_cache {
 namespace {
 
 using ::testing::HasSubstr;
 
-Reply integer(int64_t v) {
-  Reply r;
-  r.type = Reply::Type::kInteger;
-  r.integer = v;
-  return r;
-}
-Reply string(std::string s) {
-  Reply r;
-  r.type = Reply::Type::kString;
-  r.str = std::move(s);
-  return r;
-}
-Reply array(std::vector<Reply> e) {
-  Reply r;
-  r.type = Reply::Type::kArray;
-  r.elements = std::move(e);
-  return r;
-}
-// One range as Redis 7 writes it: master then one replica, each [host, port, id, {}].
-Reply range(int64_t start, int64_t end, std::string host, int64_t port) {
-  return array({integer(start), integer(end),
-                array({string(host), integer(port), string("id"), array({})}),
-                array({string(host), integer(port + 100), string("replica"), array({})})});
-}
+using namespace test_replies;
 
 TEST(SlotMap, ReadsEveryRangeOfAThreeMasterCluster) {
   Reply reply = array({range(0, 5460, "10.0.0.1", 7000), range(5461, 10922, "10.0.0.2", 7001),
