@@ -2,10 +2,14 @@
 // Envoy's gradient controller and Netflix's Gradient2: it learns the
 // upstream's no-load latency (the minimum RTT), compares each window's
 // average latency with it, and moves the limit by the gradient
-//   new = limit * clamp((min_rtt + 10%) / sample, 0.5, 2) + sqrt(limit)
-// between min and max. A queueing upstream whose latency grows with
-// concurrency thus holds the limit a little above the concurrency it serves
-// at full speed. The no-load latency is measured again every
+//   gradient = clamp((min_rtt + 10%) / sample, 0.5, 2)
+//   new = limit * gradient + sqrt(limit) * clamp((gradient - 1) / 10%, 0, 1)
+// between min and max. The headroom term shrinks to nothing as the latency
+// uses up the 10% buffer, so a queueing upstream whose latency grows with
+// concurrency holds the limit at about 1.1x the concurrency it serves at
+// full speed (Envoy and Gradient2 add sqrt(limit) always, which keeps that
+// many requests waiting in the model's queue, out of priority's reach).
+// The no-load latency is measured again every
 // kMinRttInterval with the limit held at `min` for one window, so a model
 // that became slower (or faster) for good is followed. For streams the
 // sample is the time to first byte. Pure: time comes in as arguments; not
@@ -25,6 +29,8 @@ class GradientLimiter {
   static constexpr absl::Duration kWindow = absl::Milliseconds(250);
   static constexpr int kMinSamples = 5;
   static constexpr absl::Duration kMinRttInterval = absl::Seconds(30);
+  // The latency above min_rtt that is still "no queue" (10%).
+  static constexpr double kBuffer = 0.1;
 
   // `ceiling` (the bulkhead's max_in_flight) caps `config.max`.
   GradientLimiter(const AdaptiveLimitConfig& config, uint32_t ceiling, absl::Time now);

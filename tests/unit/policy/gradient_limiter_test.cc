@@ -6,6 +6,7 @@
 #include "policy/gradient_limiter.h"
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -70,6 +71,28 @@ TEST(GradientLimiterTest, ConvergesOnAQueueingUpstreamAndRecoversAfterItHeals) {
   for (uint32_t l : run(g, m, now, 20, 10)) {
     EXPECT_GE(l, 20u);
     EXPECT_LE(l, 40u);
+  }
+}
+
+// The limit settles at about 1.1x what the model serves at once, not
+// sqrt(limit) above it: requests beyond the model's capacity wait in
+// airbag's priority queue, not in the model's FIFO one. With the model of
+// bench/admission (8 at once, 200 ms each) a headroom of sqrt(limit) always
+// would settle at 13, five waiting in the model.
+TEST(GradientLimiterTest, SettlesAtTheModelsCapacityNotAQueueAboveIt) {
+  for (double capacity : {5.0, 8.0, 20.0, 100.0}) {
+    GradientLimiter g({4, 256}, 1024, kT0);
+    QueueingModel m;
+    m.capacity = capacity;
+    m.service = absl::Milliseconds(200);
+    absl::Time now = kT0;
+    std::vector<uint32_t> seen = run(g, m, now, 25, 10);
+    ASSERT_FALSE(seen.empty());
+    for (uint32_t l : seen) {
+      EXPECT_GE(l, capacity) << "capacity " << capacity;
+      EXPECT_LE(l, std::ceil(capacity * (1 + GradientLimiter::kBuffer)) + 1)
+          << "capacity " << capacity;
+    }
   }
 }
 
