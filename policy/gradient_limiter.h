@@ -36,10 +36,15 @@ class GradientLimiter {
   GradientLimiter(const AdaptiveLimitConfig& config, uint32_t ceiling, absl::Time now);
 
   // One finished call's latency, with the calls in flight when it ended
-  // (itself included). Returns true when the limit changed. While the route
-  // uses less than half its limit, the limit does not grow (there is nothing
-  // to learn about more concurrency than is asked for).
-  bool onSample(absl::Duration latency, uint32_t in_flight, absl::Time now);
+  // (itself included) and whether the model reported itself saturated then.
+  // Returns true when the limit changed. The limit grows only from a window
+  // whose calls in flight reached it (there is nothing to learn about more
+  // concurrency than was used; while admission holds requests back for a
+  // saturation, the model's short latency says nothing about the limit) and
+  // in which the model never said it was saturated (its own queue is over
+  // its threshold: more would only wait there).
+  bool onSample(absl::Duration latency, uint32_t in_flight, absl::Time now,
+                bool saturated = false);
   // New bounds on reload; the limit is clamped into them.
   void reconfigure(const AdaptiveLimitConfig& config, uint32_t ceiling);
 
@@ -64,6 +69,7 @@ class GradientLimiter {
   absl::Duration window_sum_ = absl::ZeroDuration();
   int window_count_ = 0;
   uint32_t window_in_flight_ = 0;  // the most in flight seen in the window
+  bool window_saturated_ = false;  // the model said it was saturated in the window
 };
 
 }  // namespace airbag::policy

@@ -96,6 +96,38 @@ TEST(GradientLimiterTest, SettlesAtTheModelsCapacityNotAQueueAboveIt) {
   }
 }
 
+// Feeds one whole window of `latency` samples with `in_flight` calls in flight.
+void window(GradientLimiter& g, absl::Time& now, absl::Duration latency, uint32_t in_flight,
+            bool saturated) {
+  for (int i = 0; i < GradientLimiter::kMinSamples; ++i) {
+    now += GradientLimiter::kWindow / GradientLimiter::kMinSamples;
+    g.onSample(latency, in_flight, now, saturated);
+  }
+}
+
+// While admission holds requests back for a saturation, the calls in flight
+// fall below the limit and the model's latency falls back to its minimum:
+// neither is evidence that the model takes more. Growing on it overshoots
+// the limit the moment the saturation ends.
+TEST(GradientLimiterTest, GrowsOnlyFromWindowsThatUsedTheLimitWithoutSaturation) {
+  GradientLimiter g({4, 256}, 1024, kT0);
+  absl::Time now = kT0;
+  const absl::Duration fast = absl::Milliseconds(200);
+  window(g, now, fast, 4, false);  // the probe: min_rtt 200 ms
+  ASSERT_FALSE(g.probing());
+  ASSERT_EQ(g.limit(), 4u);
+  window(g, now, fast, 3, false);  // below the limit
+  EXPECT_EQ(g.limit(), 4u);
+  window(g, now, fast, 4, true);  // at the limit, but the model said it was saturated
+  EXPECT_EQ(g.limit(), 4u);
+  window(g, now, fast, 4, false);  // at the limit, no queue anywhere: grows
+  EXPECT_GT(g.limit(), 4u);
+  // A saturation does not stop the limit from coming down.
+  uint32_t before = g.limit();
+  window(g, now, fast * 2, before, true);
+  EXPECT_LT(g.limit(), before);
+}
+
 TEST(GradientLimiterTest, FollowsAModelThatGotSlowerForGoodAfterTheNextProbe) {
   GradientLimiter g({4, 256}, 1024, kT0);
   QueueingModel m;
