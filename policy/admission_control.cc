@@ -173,7 +173,7 @@ AdmissionFate Admission::leave(AdmissionWaiter* w) {
 void Admission::onLatency(absl::Duration latency, absl::Time now, bool saturated) {
   absl::MutexLock l(&mu_);
   if (!limiter_) return;
-  if (limiter_->onSample(latency, in_flight_, now)) grantLocked(saturated);
+  if (limiter_->onSample(latency, in_flight_, now, saturated)) grantLocked(saturated);
 }
 
 absl::Duration Admission::queueTimeout(uint32_t lane) const {

@@ -20,10 +20,12 @@ void GradientLimiter::reconfigure(const AdaptiveLimitConfig& config, uint32_t ce
   limit_ = std::clamp(limit_, min_, max_);
 }
 
-bool GradientLimiter::onSample(absl::Duration latency, uint32_t in_flight, absl::Time now) {
+bool GradientLimiter::onSample(absl::Duration latency, uint32_t in_flight, absl::Time now,
+                               bool saturated) {
   window_sum_ += latency;
   ++window_count_;
   window_in_flight_ = std::max(window_in_flight_, in_flight);
+  window_saturated_ = window_saturated_ || saturated;
   if (now - window_start_ < kWindow || window_count_ < kMinSamples) return false;
   uint32_t before = limit();
   closeWindow(now);
@@ -37,6 +39,8 @@ void GradientLimiter::closeWindow(absl::Time now) {
   window_start_ = now;
   uint32_t used = window_in_flight_;
   window_in_flight_ = 0;
+  bool saturated = window_saturated_;
+  window_saturated_ = false;
   last_sample_ = sample;
   if (probing_) {
     // At `min` in flight the upstream is as unloaded as this route can make it.
@@ -51,10 +55,18 @@ void GradientLimiter::closeWindow(absl::Time now) {
   }
   // A sample below the learned minimum is the new minimum (the model got faster).
   if (sample < min_rtt_) min_rtt_ = std::max(sample, absl::Microseconds(1));
-  double buffered = absl::ToDoubleSeconds(min_rtt_) * 1.1;
+  double buffered = absl::ToDoubleSeconds(min_rtt_) * (1 + kBuffer);
   double gradient = std::clamp(buffered / absl::ToDoubleSeconds(sample), 0.5, 2.0);
-  if (gradient >= 1.0 && 2 * used < limit_) return;  // app-limited: no evidence for more
-  double next = static_cast<double>(limit_) * gradient + std::sqrt(static_cast<double>(limit_));
+  // App-limited or saturated: no evidence for more (see onSample()).
+  if (gradient >= 1.0 && (used < limit_ || saturated)) return;
+  // The headroom sqrt(limit) is given in full only while the latency shows
+  // no queue at all (gradient 1 + kBuffer), and none once the queue has used
+  // the buffer (gradient 1): the limit then settles where the latency is
+  // min_rtt * (1 + kBuffer), instead of keeping sqrt(limit) requests waiting
+  // in the model's own queue, where priority cannot reach them.
+  double unused_buffer = std::clamp((gradient - 1.0) / kBuffer, 0.0, 1.0);
+  double next = static_cast<double>(limit_) * gradient +
+                std::sqrt(static_cast<double>(limit_)) * unused_buffer;
   limit_ = static_cast<uint32_t>(
       std::clamp(std::ceil(next), static_cast<double>(min_), static_cast<double>(max_)));
 }

@@ -2,10 +2,14 @@
 // Envoy's gradient controller and Netflix's Gradient2: it learns the
 // upstream's no-load latency (the minimum RTT), compares each window's
 // average latency with it, and moves the limit by the gradient
-//   new = limit * clamp((min_rtt + 10%) / sample, 0.5, 2) + sqrt(limit)
-// between min and max. A queueing upstream whose latency grows with
-// concurrency thus holds the limit a little above the concurrency it serves
-// at full speed. The no-load latency is measured again every
+//   gradient = clamp((min_rtt + 10%) / sample, 0.5, 2)
+//   new = limit * gradient + sqrt(limit) * clamp((gradient - 1) / 10%, 0, 1)
+// between min and max. The headroom term shrinks to nothing as the latency
+// uses up the 10% buffer, so a queueing upstream whose latency grows with
+// concurrency holds the limit at about 1.1x the concurrency it serves at
+// full speed (Envoy and Gradient2 add sqrt(limit) always, which keeps that
+// many requests waiting in the model's queue, out of priority's reach).
+// The no-load latency is measured again every
 // kMinRttInterval with the limit held at `min` for one window, so a model
 // that became slower (or faster) for good is followed. For streams the
 // sample is the time to first byte. Pure: time comes in as arguments; not
@@ -25,15 +29,22 @@ class GradientLimiter {
   static constexpr absl::Duration kWindow = absl::Milliseconds(250);
   static constexpr int kMinSamples = 5;
   static constexpr absl::Duration kMinRttInterval = absl::Seconds(30);
+  // The latency above min_rtt that is still "no queue" (10%).
+  static constexpr double kBuffer = 0.1;
 
   // `ceiling` (the bulkhead's max_in_flight) caps `config.max`.
   GradientLimiter(const AdaptiveLimitConfig& config, uint32_t ceiling, absl::Time now);
 
   // One finished call's latency, with the calls in flight when it ended
-  // (itself included). Returns true when the limit changed. While the route
-  // uses less than half its limit, the limit does not grow (there is nothing
-  // to learn about more concurrency than is asked for).
-  bool onSample(absl::Duration latency, uint32_t in_flight, absl::Time now);
+  // (itself included) and whether the model reported itself saturated then.
+  // Returns true when the limit changed. The limit grows only from a window
+  // whose calls in flight reached it (there is nothing to learn about more
+  // concurrency than was used; while admission holds requests back for a
+  // saturation, the model's short latency says nothing about the limit) and
+  // in which the model never said it was saturated (its own queue is over
+  // its threshold: more would only wait there).
+  bool onSample(absl::Duration latency, uint32_t in_flight, absl::Time now,
+                bool saturated = false);
   // New bounds on reload; the limit is clamped into them.
   void reconfigure(const AdaptiveLimitConfig& config, uint32_t ceiling);
 
@@ -58,6 +69,7 @@ class GradientLimiter {
   absl::Duration window_sum_ = absl::ZeroDuration();
   int window_count_ = 0;
   uint32_t window_in_flight_ = 0;  // the most in flight seen in the window
+  bool window_saturated_ = false;  // the model said it was saturated in the window
 };
 
 }  // namespace airbag::policy

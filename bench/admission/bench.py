@@ -264,12 +264,18 @@ def pct(values, p):
     return v[min(len(v) - 1, int(p / 100.0 * len(v)))]
 
 
+def ratio(a, b):
+    return a / b if b else float("nan")
+
+
 def summarize(rows, queue, args):
     out = ["# Admission under overload", "",
            f"Model: demo-model-server, capacity {args.capacity} at once, {args.service_ms} ms each "
            f"({args.capacity * 1000 // args.service_ms} requests/s). Load: open loop, "
            f"{args.seconds / 2:g} s at 0.5x then {args.seconds:g} s at 2x, "
-           + ", ".join(f"{int(s * 100)}% {t}" for t, s in TIERS) + ".", ""]
+           + ", ".join(f"{int(s * 100)}% {t}" for t, s in TIERS) + ". "
+           f"Machine load average (1 min) at the start and the end of the run: "
+           f"{args.load[0]:.1f} and {args.load[1]:.1f}.", ""]
     stats = {}
     for scen in ("without", "with"):
         r = [x for x in rows if x[0] == scen]
@@ -309,6 +315,9 @@ def summarize(rows, queue, args):
         ("... the same two inside airbag, unloaded / at 2x: p99 of its access log's total_ms (ms)",
          f"{s0['unloaded_inside_p99']:.0f} / {s0['crit_inside_p99']:.0f}",
          f"{s1['unloaded_inside_p99']:.0f} / {s1['crit_inside_p99']:.0f}"),
+        ("... at 2x against unloaded, inside airbag (target: within 2x)",
+         f"{ratio(s0['crit_inside_p99'], s0['unloaded_inside_p99']):.2f}x",
+         f"{ratio(s1['crit_inside_p99'], s1['unloaded_inside_p99']):.2f}x"),
         ("answers at 2x by the model", s0["by_source"]["upstream"], s1["by_source"]["upstream"]),
         ("answers at 2x by the ladder (default)", s0["by_source"]["default"], s1["by_source"]["default"]),
         ("answers at 2x: local error (none)", s0["by_source"]["none"], s1["by_source"]["none"]),
@@ -346,8 +355,10 @@ def main():
         args.seconds = 4
     os.makedirs(args.out, exist_ok=True)
     rows, queue = [], []
+    load_start = os.getloadavg()[0]
     for name, admission in (("without", False), ("with", True)):
         asyncio.run(scenario(args, name, admission, rows, queue))
+    args.load = (load_start, os.getloadavg()[0])
     with open(os.path.join(args.out, "requests.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["scenario", "phase", "t_ms", "tier", "status", "source", "admission",

@@ -6,6 +6,7 @@
 #include "policy/gradient_limiter.h"
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -71,6 +72,60 @@ TEST(GradientLimiterTest, ConvergesOnAQueueingUpstreamAndRecoversAfterItHeals) {
     EXPECT_GE(l, 20u);
     EXPECT_LE(l, 40u);
   }
+}
+
+// The limit settles at about 1.1x what the model serves at once, not
+// sqrt(limit) above it: requests beyond the model's capacity wait in
+// airbag's priority queue, not in the model's FIFO one. With the model of
+// bench/admission (8 at once, 200 ms each) a headroom of sqrt(limit) always
+// would settle at 13, five waiting in the model.
+TEST(GradientLimiterTest, SettlesAtTheModelsCapacityNotAQueueAboveIt) {
+  for (double capacity : {5.0, 8.0, 20.0, 100.0}) {
+    GradientLimiter g({4, 256}, 1024, kT0);
+    QueueingModel m;
+    m.capacity = capacity;
+    m.service = absl::Milliseconds(200);
+    absl::Time now = kT0;
+    std::vector<uint32_t> seen = run(g, m, now, 25, 10);
+    ASSERT_FALSE(seen.empty());
+    for (uint32_t l : seen) {
+      EXPECT_GE(l, capacity) << "capacity " << capacity;
+      EXPECT_LE(l, std::ceil(capacity * (1 + GradientLimiter::kBuffer)) + 1)
+          << "capacity " << capacity;
+    }
+  }
+}
+
+// Feeds one whole window of `latency` samples with `in_flight` calls in flight.
+void window(GradientLimiter& g, absl::Time& now, absl::Duration latency, uint32_t in_flight,
+            bool saturated) {
+  for (int i = 0; i < GradientLimiter::kMinSamples; ++i) {
+    now += GradientLimiter::kWindow / GradientLimiter::kMinSamples;
+    g.onSample(latency, in_flight, now, saturated);
+  }
+}
+
+// While admission holds requests back for a saturation, the calls in flight
+// fall below the limit and the model's latency falls back to its minimum:
+// neither is evidence that the model takes more. Growing on it overshoots
+// the limit the moment the saturation ends.
+TEST(GradientLimiterTest, GrowsOnlyFromWindowsThatUsedTheLimitWithoutSaturation) {
+  GradientLimiter g({4, 256}, 1024, kT0);
+  absl::Time now = kT0;
+  const absl::Duration fast = absl::Milliseconds(200);
+  window(g, now, fast, 4, false);  // the probe: min_rtt 200 ms
+  ASSERT_FALSE(g.probing());
+  ASSERT_EQ(g.limit(), 4u);
+  window(g, now, fast, 3, false);  // below the limit
+  EXPECT_EQ(g.limit(), 4u);
+  window(g, now, fast, 4, true);  // at the limit, but the model said it was saturated
+  EXPECT_EQ(g.limit(), 4u);
+  window(g, now, fast, 4, false);  // at the limit, no queue anywhere: grows
+  EXPECT_GT(g.limit(), 4u);
+  // A saturation does not stop the limit from coming down.
+  uint32_t before = g.limit();
+  window(g, now, fast * 2, before, true);
+  EXPECT_LT(g.limit(), before);
 }
 
 TEST(GradientLimiterTest, FollowsAModelThatGotSlowerForGoodAfterTheNextProbe) {
