@@ -52,7 +52,9 @@ constexpr char kPassword[] = "fleet-secret";
 class SharedCacheTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto redis = RedisServer::start({.password = kPassword});
+    RedisServer::Options options;
+    options.password = kPassword;
+    auto redis = RedisServer::start(options);
     ASSERT_TRUE(redis.ok()) << redis.status();
     redis_ = *std::move(redis);
     auto demo = DemoServer::start({{"--seed", "7"}});

@@ -104,7 +104,9 @@ TEST_F(ExchangeTest, RetriesAfterEachKindOfFailure) {
     k.fail(model_.last(), dispatcher_);
     EXPECT_EQ(c->exchange.stage(), Stage::kBackoff);
     EXPECT_FALSE(c->down.done) << "nothing reaches the client before the retry";
-    if (std::string(k.name) == "timeout") EXPECT_TRUE(model_.last().cancelled);
+    if (std::string(k.name) == "timeout") {
+      EXPECT_TRUE(model_.last().cancelled);
+    }
     dispatcher_.advance(absl::Milliseconds(9));
     EXPECT_EQ(model_.callCount(), before + 1) << "the backoff has not passed yet";
     dispatcher_.advance(absl::Milliseconds(1));

@@ -116,7 +116,9 @@ class RedirectingNode {
 class ClientTest : public ::testing::Test {
  protected:
   void startRedis(std::string password = "") {
-    auto r = RedisServer::start({.password = password});
+    RedisServer::Options options;
+    options.password = password;
+    auto r = RedisServer::start(options);
     ASSERT_TRUE(r.ok()) << r.status();
     redis_ = *std::move(r);
   }
