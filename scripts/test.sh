@@ -110,8 +110,15 @@ if [[ ${SANITIZE} -eq 1 ]]; then
   asan_dir="${ROOT}/build-asan"
   section_start "build of build-asan/"
   asan_built=0
-  build "${asan_dir}" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAIRBAG_SANITIZE=ON \
-    -DAIRBAG_BUILD_BENCH=OFF && asan_built=1
+  # A build-asan/ configured with GCC before is started afresh (CMake cannot switch compilers).
+  if [[ -f "${asan_dir}/CMakeCache.txt" ]] &&
+     ! grep -q '^CMAKE_CXX_COMPILER:[A-Z]*=.*clang++' "${asan_dir}/CMakeCache.txt"; then
+    rm -rf "${asan_dir}"
+  fi
+  # Clang, like the fuzz and TSan builds: it compiles the sanitized code in about half the CPU
+  # time GCC takes, and the plain build stays GCC's, so both compilers see every change.
+  build "${asan_dir}" -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAIRBAG_SANITIZE=ON -DAIRBAG_BUILD_BENCH=OFF && asan_built=1
   section_end
   if [[ ${asan_built} -eq 1 ]]; then
     section_start "tests in build-asan/"
