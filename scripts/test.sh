@@ -140,6 +140,10 @@ if [[ ${SANITIZE} -eq 1 ]]; then
     | tee "${fuzz_out}" || failed=1
   FUZZ_SUMMARY="$(grep -E '^fuzz: .*fuzz targets passed' "${fuzz_out}" | tail -n 1 || true)"
   [[ -n ${FUZZ_SUMMARY} ]] || FUZZ_SUMMARY="fuzz: no summary (see above)"
+  # A failed target's verdict (what failed, the input as base64) is repeated at the end, where a
+  # log cut to its tail still shows it.
+  FUZZ_FAILURES="$(awk '/^fuzz: .*: FAILED/ { p = 1; print; next } /^  / { if (p) print; next }
+                        { p = 0 }' "${fuzz_out}")"
   rm -f "${fuzz_out}"
   section_end
 
@@ -169,6 +173,7 @@ echo
 echo "time per section:"
 printf '  %s\n' "${TIMINGS[@]}"
 if [[ ${SANITIZE} -eq 1 ]]; then
+  [[ -n ${FUZZ_FAILURES:-} ]] && echo "${FUZZ_FAILURES}"
   echo "${FUZZ_SUMMARY}"
   echo "summary of build-tsan/ (unit, integration, chaos and soak tests):"
   echo "${SUMMARY["${ROOT}/build-tsan"]}"

@@ -85,6 +85,11 @@ fuzz_one() {
       ls -1 "${findings}" | sed "s|^|  ${findings}/|"
       grep -E 'ERROR|runtime error|_fuzz:|http_framing:|SUMMARY' "${out}" | head -n 5 |
         sed 's/^/  /'
+      # The input itself, so that a finding on a machine that is gone can still be replayed:
+      # base64 -d into a file and run the target on it.
+      for f in "${findings}"/*; do
+        [[ -f ${f} ]] && echo "  $(basename "${f}") as base64: $(head -c 8192 "${f}" | base64 -w 0)"
+      done
     } >"${result}"
   fi
 }
@@ -104,15 +109,17 @@ wait || true
 
 failed=0
 passed=0
+failed_names=""
 for t in "${TARGETS[@]}"; do
   if [[ -f "${BUILD}/${t}.result" ]] && head -n 1 "${BUILD}/${t}.result" | grep -q ': passed,'; then
     passed=$((passed + 1))
   else
     failed=$((failed + 1))
+    failed_names+="${failed_names:+,} ${t}"
   fi
   cat "${BUILD}/${t}.result" 2>/dev/null || echo "fuzz: ${t}: FAILED: no verdict"
 done
 
 total=$((passed + failed))
-echo "fuzz: $((total == 0 ? 0 : passed * 100 / total))% of fuzz targets passed, ${failed} failed out of ${total}"
+echo "fuzz: $((total == 0 ? 0 : passed * 100 / total))% of fuzz targets passed, ${failed} failed out of ${total}${failed_names:+:${failed_names}}"
 [[ ${failed} -eq 0 ]]
