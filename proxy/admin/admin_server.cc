@@ -114,6 +114,39 @@ const RouteConfig* findRoute(const Config& config, std::string_view name) {
   return nullptr;
 }
 
+// The request's method as the router and the log name it.
+std::string_view methodName(evhttp_request* req) {
+  switch (evhttp_request_get_command(req)) {
+    case EVHTTP_REQ_GET:
+      return "GET";
+    case EVHTTP_REQ_HEAD:
+      return "HEAD";
+    case EVHTTP_REQ_POST:
+      return "POST";
+    case EVHTTP_REQ_PUT:
+      return "PUT";
+    case EVHTTP_REQ_DELETE:
+      return "DELETE";
+    case EVHTTP_REQ_OPTIONS:
+      return "OPTIONS";
+    case EVHTTP_REQ_TRACE:
+      return "TRACE";
+    case EVHTTP_REQ_CONNECT:
+      return "CONNECT";
+    case EVHTTP_REQ_PATCH:
+      return "PATCH";
+    default:
+      return "OTHER";
+  }
+}
+
+// The request's path, without the query string; empty if it has none.
+const char* pathOf(evhttp_request* req) {
+  const evhttp_uri* uri = evhttp_request_get_evhttp_uri(req);
+  const char* path = uri != nullptr ? evhttp_uri_get_path(uri) : nullptr;
+  return path != nullptr ? path : "";
+}
+
 }  // namespace
 
 // Never throws on invalid UTF-8 (route names in paths are client bytes).
@@ -491,67 +524,31 @@ void AdminServer::onRequestCb(evhttp_request* req, void* self) {
 }
 
 void AdminServer::onRequest(evhttp_request* req) {
-  std::string_view method;
-  switch (evhttp_request_get_command(req)) {
-    case EVHTTP_REQ_GET:
-      method = "GET";
-      break;
-    case EVHTTP_REQ_HEAD:
-      method = "HEAD";
-      break;
-    case EVHTTP_REQ_POST:
-      method = "POST";
-      break;
-    case EVHTTP_REQ_PUT:
-      method = "PUT";
-      break;
-    case EVHTTP_REQ_DELETE:
-      method = "DELETE";
-      break;
-    case EVHTTP_REQ_OPTIONS:
-      method = "OPTIONS";
-      break;
-    case EVHTTP_REQ_TRACE:
-      method = "TRACE";
-      break;
-    case EVHTTP_REQ_CONNECT:
-      method = "CONNECT";
-      break;
-    case EVHTTP_REQ_PATCH:
-      method = "PATCH";
-      break;
-    default:
-      method = "OTHER";
-      break;
-  }
-  const evhttp_uri* uri = evhttp_request_get_evhttp_uri(req);
-  const char* path = uri != nullptr ? evhttp_uri_get_path(uri) : nullptr;
+  const std::string_view method = methodName(req);
   const char* auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
   std::string body;
   evbuffer* in = evhttp_request_get_input_buffer(req);
   body.resize(evbuffer_get_length(in));
   if (!body.empty()) evbuffer_copyout(in, body.data(), body.size());
 
-  const bool head = method == "HEAD";
   const uint64_t id = next_id_++;
   std::weak_ptr<Mailbox> mailbox = mailbox_;
   std::variant<AdminResponse, Deferred> handled = router_.handleAsync(
-      AdminRequest{method, path != nullptr ? path : "", auth != nullptr ? auth : "", body},
+      AdminRequest{method, pathOf(req), auth != nullptr ? auth : "", body},
       [mailbox, id](AdminResponse resp) {
         if (std::shared_ptr<Mailbox> m = mailbox.lock()) m->post(id, std::move(resp));
       });
-  if (logger_) logger_->debug("admin {} {}", method, path != nullptr ? path : "");
   if (AdminResponse* resp = std::get_if<AdminResponse>(&handled)) {
-    send(req, head, std::move(*resp));
+    send(req, std::move(*resp));
     return;
   }
   Deferred& deferred = std::get<Deferred>(handled);
   auto held = std::make_unique<Held>(
-      Held{this, id, req, head, std::move(deferred.on_timeout), nullptr});
+      Held{this, id, req, std::move(deferred.on_timeout), nullptr});
   held->timer.reset(evtimer_new(base_.get(), &AdminServer::onHeldTimeoutCb, held.get()));
   timeval tv = absl::ToTimeval(deferred.timeout);
   if (!held->timer || evtimer_add(held->timer.get(), &tv) != 0) {
-    send(req, head, errorResponse(500, "internal", "cannot wait for the answer"));
+    send(req, errorResponse(500, "internal", "cannot wait for the answer"));
     return;
   }
   held_.emplace(id, std::move(held));
@@ -569,15 +566,18 @@ void AdminServer::answerHeld(uint64_t id, AdminResponse resp) {
   if (it == held_.end()) return;
   std::unique_ptr<Held> held = std::move(it->second);
   held_.erase(it);
-  send(held->req, held->head, std::move(resp));
+  send(held->req, std::move(resp));
 }
 
-void AdminServer::send(evhttp_request* req, bool head, AdminResponse resp) {
+// Every answer, given at once or later, is written (and logged) here.
+void AdminServer::send(evhttp_request* req, AdminResponse resp) {
+  const std::string_view method = methodName(req);
+  if (logger_) logger_->debug("admin {} {} -> {}", method, pathOf(req), resp.status);
   evkeyvalq* out_headers = evhttp_request_get_output_headers(req);
   evhttp_add_header(out_headers, "Content-Type", resp.content_type.c_str());
   evhttp_add_header(out_headers, "Cache-Control", "no-store");
   for (const auto& [k, v] : resp.headers) evhttp_add_header(out_headers, k.c_str(), v.c_str());
-  if (head) {
+  if (method == "HEAD") {
     // evhttp would send the body even for HEAD; announce its length only.
     evhttp_add_header(out_headers, "Content-Length", std::to_string(resp.body.size()).c_str());
     resp.body.clear();

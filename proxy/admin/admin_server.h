@@ -209,12 +209,13 @@ class AdminServer {
     AdminServer* server;
     uint64_t id;
     evhttp_request* req;
-    bool head;
     AdminResponse on_timeout;
     std::unique_ptr<event, EventDeleter> timer;
   };
   // Answers given from other threads, waiting for the admin loop; shared
   // (weakly) with their Respond callbacks, which may outlive the server.
+  // Not a pipeline::Inbox: its posters may outlive it, so it is closed on
+  // stop and drops what comes after, and it carries whole answers.
   class Mailbox {
    public:
     explicit Mailbox(int wake_fd) : wake_fd_(wake_fd) {}
@@ -237,7 +238,8 @@ class AdminServer {
 
   static void onRequestCb(evhttp_request* req, void* self);
   void onRequest(evhttp_request* req);
-  void send(evhttp_request* req, bool head, AdminResponse resp);
+  // Writes the answer and logs the request with its status.
+  void send(evhttp_request* req, AdminResponse resp);
   static void onHeldTimeoutCb(evutil_socket_t fd, short what, void* held);
   void answerHeld(uint64_t id, AdminResponse resp);
   static void onWakeCb(evutil_socket_t fd, short what, void* self);

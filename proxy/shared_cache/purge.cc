@@ -64,18 +64,18 @@ class Purge : public std::enable_shared_from_this<Purge> {
   }
 
   void onSlots(Result&& r) {
-    if (!r.ok()) return finish("error", describe(nullptr, r, "CLUSTER SLOTS"));
+    if (!r.ok()) return finish(PurgeStop::kError, describe(nullptr, r, "CLUSTER SLOTS"));
     absl::StatusOr<SlotMap> map = parseClusterSlots(r.reply, t_->seedHost());
     if (!map.ok())
-      return finish("error", absl::StrCat(t_->name(nullptr), ": CLUSTER SLOTS: ",
+      return finish(PurgeStop::kError, absl::StrCat(t_->name(nullptr), ": CLUSTER SLOTS: ",
                                           map.status().message()));
     for (const NodeAddress& n : map->nodes()) nodes_.push_back(n);
     scanNext();
   }
 
   void scanNext() {
-    if (t_->now() >= deadline_) return finish("time", "");
-    if (result_.purged >= limits_.max_keys) return finish("max_keys", "");
+    if (t_->now() >= deadline_) return finish(PurgeStop::kTime, "");
+    if (result_.purged >= limits_.max_keys) return finish(PurgeStop::kMaxKeys, "");
     const std::string count = std::to_string(limits_.scan_count);
     auto self = shared_from_this();
     if (!t_->send(node(), {"SCAN", cursor_, "MATCH", patterns_[pattern_], "COUNT", count},
@@ -84,12 +84,12 @@ class Purge : public std::enable_shared_from_this<Purge> {
   }
 
   void onScan(Result&& r) {
-    if (!r.ok()) return finish("error", describe(node(), r, "SCAN"));
+    if (!r.ok()) return finish(PurgeStop::kError, describe(node(), r, "SCAN"));
     const Reply& reply = r.reply;
     if (reply.type != Reply::Type::kArray || reply.elements.size() != 2 ||
         reply.elements[0].type != Reply::Type::kString ||
         reply.elements[1].type != Reply::Type::kArray)
-      return finish("error", absl::StrCat(t_->name(node()), ": SCAN: not a [cursor, keys] reply"));
+      return finish(PurgeStop::kError, absl::StrCat(t_->name(node()), ": SCAN: not a [cursor, keys] reply"));
     cursor_ = reply.elements[0].str;
     std::vector<std::string> keys;
     for (const Reply& k : reply.elements[1].elements)
@@ -130,8 +130,8 @@ class Purge : public std::enable_shared_from_this<Purge> {
   }
 
   void afterUnlink() {
-    if (!error_.empty()) return finish("error", error_);
-    if (cut_) return finish("max_keys", "");
+    if (!error_.empty()) return finish(PurgeStop::kError, error_);
+    if (cut_) return finish(PurgeStop::kMaxKeys, "");
     advance();
   }
 
@@ -145,7 +145,7 @@ class Purge : public std::enable_shared_from_this<Purge> {
       }
       if (node_ == nodes_.size()) {
         result_.complete = true;
-        return finish("", "");
+        return finish(PurgeStop::kNone, "");
       }
     }
     scanNext();
@@ -157,7 +157,7 @@ class Purge : public std::enable_shared_from_this<Purge> {
   std::string notAskedError(const NodeAddress* n) const {
     return absl::StrCat(t_->name(n), ": not asked (", std::string(kNotAsked), ")");
   }
-  void notAsked(const NodeAddress* n) { finish("error", notAskedError(n)); }
+  void notAsked(const NodeAddress* n) { finish(PurgeStop::kError, notAskedError(n)); }
   std::string describe(const NodeAddress* n, const Result& r, std::string_view what) const {
     switch (r.kind) {
       case Result::Kind::kTimeout:
@@ -170,9 +170,9 @@ class Purge : public std::enable_shared_from_this<Purge> {
     return absl::StrCat(t_->name(n), ": ", std::string(what), ": ", r.reply.str);
   }
 
-  void finish(std::string stopped_by, std::string error) {
+  void finish(PurgeStop stopped_by, std::string error) {
     if (!done_) return;
-    result_.stopped_by = std::move(stopped_by);
+    result_.stopped_by = stopped_by;
     result_.error = std::move(error);
     result_.nodes = node_;
     auto done = std::move(done_);
@@ -197,6 +197,20 @@ class Purge : public std::enable_shared_from_this<Purge> {
 };
 
 }  // namespace
+
+std::string_view purgeStopName(PurgeStop stop) {
+  switch (stop) {
+    case PurgeStop::kNone:
+      return "";
+    case PurgeStop::kMaxKeys:
+      return "max_keys";
+    case PurgeStop::kTime:
+      return "time";
+    case PurgeStop::kError:
+      return "error";
+  }
+  return "";
+}
 
 std::unique_ptr<PurgeTransport> clientTransport(Client& client) {
   return std::make_unique<ClientTransport>(client);

@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/time/time.h"
@@ -26,12 +27,23 @@ struct PurgeLimits {
   absl::Duration command_timeout = absl::Seconds(1);  // one SCAN or UNLINK
 };
 
+// Why a purge stopped early.
+enum class PurgeStop : uint8_t {
+  kNone,     // it did not: it ran to the end
+  kMaxKeys,  // PurgeLimits::max_keys keys were unlinked
+  kTime,     // PurgeLimits::time ran out
+  kError,    // Redis failed or could not be asked
+};
+
+// `stop`'s name in the admin's answer and the log: "", "max_keys", "time",
+// "error".
+std::string_view purgeStopName(PurgeStop stop);
+
 struct PurgeResult {
   uint64_t purged = 0;   // keys UNLINK removed
   bool complete = false;  // every node scanned to the end: nothing of the routes is left
-  // Why it stopped early: "" (it did not), "max_keys", "time", or "error".
-  std::string stopped_by;
-  std::string error;      // with "error": what failed, naming the node
+  PurgeStop stopped_by = PurgeStop::kNone;
+  std::string error;      // with kError: what failed, naming the node
   size_t nodes = 0;       // Redis nodes scanned to the end (each master of a cluster)
 };
 

@@ -8,7 +8,6 @@
 #include "absl/strings/str_cat.h"
 #include "proxy/metrics/metrics.h"
 #include "proxy/upstream/curl_client.h"
-#include "proxy/upstream/curl_library.h"
 #include "spdlog/spdlog.h"
 
 namespace airbag::upstream {
@@ -17,15 +16,15 @@ namespace airbag::upstream {
 // the probe timeout.
 class HealthChecker::Prober final : public UpstreamResponseHandler {
  public:
-  Prober(HealthChecker& checker, HealthTarget target)
+  Prober(HealthChecker& checker, event_base* base, HealthTarget target)
       : checker_(checker),
         target_(std::move(target)),
-        client_(checker.loop_.base(),
+        client_(base,
                 curlOptions(target_.config.name, target_.config,
                             target_.has_address ? &target_.address : nullptr),
                 nullptr, nullptr),
-        interval_(evtimer_new(checker.loop_.base(), &Prober::intervalCb, this), &event_free),
-        timeout_(evtimer_new(checker.loop_.base(), &Prober::timeoutCb, this), &event_free) {
+        interval_(evtimer_new(base, &Prober::intervalCb, this), &event_free),
+        timeout_(evtimer_new(base, &Prober::timeoutCb, this), &event_free) {
     const HealthCheckConfig& h = *target_.config.health;
     head_ = absl::StrCat("GET ", h.path, " HTTP/1.1\r\nhost: ", target_.config.host_header,
                          "\r\nuser-agent: airbag-health-check\r\n\r\n");
@@ -99,30 +98,17 @@ class HealthChecker::Prober final : public UpstreamResponseHandler {
 
 HealthChecker::HealthChecker(std::shared_ptr<spdlog::logger> logger,
                              metrics::WorkerMetrics* metrics)
-    : logger_(std::move(logger)), metrics_(metrics) {}
+    : logger_(std::move(logger)),
+      metrics_(metrics),
+      probers_([this](event_base* base, HealthTarget t) -> std::unique_ptr<Prober> {
+        if (!t.config.health || !t.health) return nullptr;
+        return std::make_unique<Prober>(*this, base, std::move(t));
+      }) {}
 
-HealthChecker::~HealthChecker() {
-  loop_.stop();
-  probers_.clear();
-}
+HealthChecker::~HealthChecker() = default;
 
-void HealthChecker::start() { loop_.start(); }
+void HealthChecker::start() { probers_.start(); }
 
-void HealthChecker::update(std::vector<HealthTarget> targets) {
-  // libcurl (and OpenSSL under it) only when something is probed: a process
-  // without health checks or https upstreams never pays for them.
-  // The configuration that named these targets has opened libcurl (or was
-  // refused for want of it); this only keeps a checker used on its own safe.
-  if (!targets.empty() && !loadCurl().ok()) targets.clear();
-  auto shared = std::make_shared<std::vector<HealthTarget>>(std::move(targets));
-  loop_.post([this, shared] {
-    // Simple and rare (a reload): every prober is made anew. The verdicts
-    // live in the shared UpstreamHealth and so carry over.
-    probers_.clear();
-    for (HealthTarget& t : *shared)
-      if (t.config.health && t.health)
-        probers_.push_back(std::make_unique<Prober>(*this, std::move(t)));
-  });
-}
+void HealthChecker::update(std::vector<HealthTarget> targets) { probers_.update(std::move(targets)); }
 
 }  // namespace airbag::upstream

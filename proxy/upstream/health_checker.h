@@ -5,14 +5,10 @@
 // model independent of the worker count.
 #pragma once
 
-#include <sys/socket.h>
-
 #include <memory>
-#include <string>
 #include <vector>
 
-#include "airbag/config.h"
-#include "proxy/upstream/probe_loop.h"
+#include "proxy/upstream/probe_set.h"
 #include "proxy/upstream/upstream_health.h"
 
 namespace spdlog {
@@ -24,10 +20,7 @@ class WorkerMetrics;
 
 namespace airbag::upstream {
 
-struct HealthTarget {
-  UpstreamConfig config;  // a copy: the checker outlives any one snapshot
-  sockaddr_storage address{};
-  bool has_address = false;
+struct HealthTarget : ProbeTarget {
   std::shared_ptr<UpstreamHealth> health;
 };
 
@@ -37,8 +30,6 @@ class HealthChecker {
   // null) must outlive the checker.
   HealthChecker(std::shared_ptr<spdlog::logger> logger, metrics::WorkerMetrics* metrics);
   ~HealthChecker();  // stops the thread
-  HealthChecker(const HealthChecker&) = delete;
-  HealthChecker& operator=(const HealthChecker&) = delete;
 
   // Starts the probing thread.
   void start();
@@ -51,8 +42,7 @@ class HealthChecker {
 
   std::shared_ptr<spdlog::logger> logger_;
   metrics::WorkerMetrics* metrics_;
-  ProbeLoop loop_;
-  std::vector<std::unique_ptr<Prober>> probers_;  // the loop's thread only
+  ProbeSet<HealthTarget, Prober> probers_;
 };
 
 }  // namespace airbag::upstream

@@ -1,17 +1,27 @@
-// The once-per-process probing thread; see probe_loop.h.
+// The once-per-process loop thread; see probe_loop.h.
 #include "proxy/upstream/probe_loop.h"
 
 #include <event2/event.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cstdint>
 
 namespace airbag::upstream {
 
 ProbeLoop::ProbeLoop()
-    : base_(event_base_new(), &event_base_free),
-      wake_(event_new(base_.get(), -1, EV_PERSIST, &ProbeLoop::wakeCb, this), &event_free) {
+    : wake_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
+      base_(event_base_new(), &event_base_free),
+      wake_(event_new(base_.get(), wake_fd_, EV_READ | EV_PERSIST, &ProbeLoop::wakeCb, this),
+            &event_free) {
   event_add(wake_.get(), nullptr);
 }
 
-ProbeLoop::~ProbeLoop() { stop(); }
+ProbeLoop::~ProbeLoop() {
+  stop();
+  wake_.reset();
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+}
 
 void ProbeLoop::start() {
   thread_ = std::thread([this] { event_base_loop(base_.get(), EVLOOP_NO_EXIT_ON_EMPTY); });
@@ -19,28 +29,45 @@ void ProbeLoop::start() {
 
 void ProbeLoop::stop() {
   if (!thread_.joinable()) return;
-  event_base_loopbreak(base_.get());
-  thread_.join();
-}
-
-void ProbeLoop::post(std::function<void()> apply) {
   {
     absl::MutexLock l(&mu_);
-    pending_ = std::move(apply);
+    stopping_ = true;
   }
-  event_active(wake_.get(), 0, 0);
+  wake();
+  thread_.join();
+  std::vector<std::function<void()>> dropped;
+  absl::MutexLock l(&mu_);
+  dropped.swap(tasks_);
+}
+
+void ProbeLoop::post(std::function<void()> task) {
+  {
+    absl::MutexLock l(&mu_);
+    tasks_.push_back(std::move(task));
+  }
+  wake();
+}
+
+void ProbeLoop::wake() {
+  uint64_t one = 1;
+  (void)!::write(wake_fd_, &one, sizeof(one));
 }
 
 void ProbeLoop::wakeCb(int, short, void* arg) { static_cast<ProbeLoop*>(arg)->onWake(); }
 
 void ProbeLoop::onWake() {
-  std::function<void()> apply;
+  uint64_t n;
+  (void)!::read(wake_fd_, &n, sizeof(n));
+  std::vector<std::function<void()>> tasks;
   {
     absl::MutexLock l(&mu_);
-    apply = std::move(pending_);
-    pending_ = nullptr;
+    if (stopping_) {
+      event_base_loopbreak(base_.get());
+      return;
+    }
+    tasks.swap(tasks_);
   }
-  if (apply) apply();
+  for (std::function<void()>& task : tasks) task();
 }
 
 }  // namespace airbag::upstream

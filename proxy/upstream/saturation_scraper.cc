@@ -5,7 +5,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "proxy/upstream/curl_client.h"
-#include "proxy/upstream/curl_library.h"
 #include "spdlog/spdlog.h"
 
 namespace airbag::upstream {
@@ -29,15 +28,15 @@ SaturationTarget onMetricsPort(SaturationTarget t) {
 // after an interval.
 class SaturationScraper::Scrape final : public UpstreamResponseHandler {
  public:
-  Scrape(SaturationScraper& scraper, SaturationTarget target)
+  Scrape(SaturationScraper& scraper, event_base* base, SaturationTarget target)
       : scraper_(scraper),
         target_(onMetricsPort(std::move(target))),
-        client_(scraper.loop_.base(),
+        client_(base,
                 curlOptions(target_.config.name, target_.config,
                             target_.has_address ? &target_.address : nullptr),
                 nullptr, nullptr),
-        interval_(evtimer_new(scraper.loop_.base(), &Scrape::intervalCb, this), &event_free),
-        timeout_(evtimer_new(scraper.loop_.base(), &Scrape::timeoutCb, this), &event_free) {
+        interval_(evtimer_new(base, &Scrape::intervalCb, this), &event_free),
+        timeout_(evtimer_new(base, &Scrape::timeoutCb, this), &event_free) {
     head_ = absl::StrCat("GET ", target_.config.saturation->metrics_path,
                          " HTTP/1.1\r\nhost: ", target_.config.host_header,
                          "\r\naccept: text/plain\r\nuser-agent: airbag-saturation\r\n\r\n");
@@ -127,27 +126,16 @@ class SaturationScraper::Scrape final : public UpstreamResponseHandler {
 };
 
 SaturationScraper::SaturationScraper(std::shared_ptr<spdlog::logger> logger)
-    : logger_(std::move(logger)) {}
+    : logger_(std::move(logger)),
+      scrapes_([this](event_base* base, SaturationTarget t) -> std::unique_ptr<Scrape> {
+        if (!t.config.saturation || !t.saturation) return nullptr;
+        return std::make_unique<Scrape>(*this, base, std::move(t));
+      }) {}
 
-SaturationScraper::~SaturationScraper() {
-  loop_.stop();
-  scrapes_.clear();
-}
+SaturationScraper::~SaturationScraper() = default;
 
-void SaturationScraper::start() { loop_.start(); }
+void SaturationScraper::start() { scrapes_.start(); }
 
-void SaturationScraper::update(std::vector<SaturationTarget> targets) {
-  // As in the health checker: the configuration has opened libcurl already.
-  if (!targets.empty() && !loadCurl().ok()) targets.clear();
-  auto shared = std::make_shared<std::vector<SaturationTarget>>(std::move(targets));
-  loop_.post([this, shared] {
-    // As in the health checker: made anew on a reload; the readings live in
-    // the shared UpstreamSaturation and so carry over.
-    scrapes_.clear();
-    for (SaturationTarget& t : *shared)
-      if (t.config.saturation && t.saturation)
-        scrapes_.push_back(std::make_unique<Scrape>(*this, std::move(t)));
-  });
-}
+void SaturationScraper::update(std::vector<SaturationTarget> targets) { scrapes_.update(std::move(targets)); }
 
 }  // namespace airbag::upstream

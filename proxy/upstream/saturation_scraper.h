@@ -6,28 +6,19 @@
 // independent of the worker count.
 #pragma once
 
-#include <sys/socket.h>
-
 #include <memory>
 #include <vector>
 
-#include "airbag/config.h"
-#include "proxy/upstream/probe_loop.h"
+#include "proxy/upstream/probe_set.h"
 #include "proxy/upstream/upstream_saturation.h"
 
 namespace spdlog {
 class logger;
 }
-namespace airbag::metrics {
-class WorkerMetrics;
-}
 
 namespace airbag::upstream {
 
-struct SaturationTarget {
-  UpstreamConfig config;  // a copy: the scraper outlives any one snapshot
-  sockaddr_storage address{};
-  bool has_address = false;
+struct SaturationTarget : ProbeTarget {
   std::shared_ptr<UpstreamSaturation> saturation;
 };
 
@@ -36,8 +27,6 @@ class SaturationScraper {
   // `logger` may be null.
   explicit SaturationScraper(std::shared_ptr<spdlog::logger> logger);
   ~SaturationScraper();  // stops the thread
-  SaturationScraper(const SaturationScraper&) = delete;
-  SaturationScraper& operator=(const SaturationScraper&) = delete;
 
   // Starts the scraping thread.
   void start();
@@ -49,8 +38,7 @@ class SaturationScraper {
   class Scrape;
 
   std::shared_ptr<spdlog::logger> logger_;
-  ProbeLoop loop_;
-  std::vector<std::unique_ptr<Scrape>> scrapes_;  // the loop's thread only
+  ProbeSet<SaturationTarget, Scrape> scrapes_;
 };
 
 }  // namespace airbag::upstream

@@ -1,8 +1,8 @@
 // Admin answers given later (POST /cache/purge's shared-tier half): the answer
 // comes from another thread and reaches the client, the admin keeps serving
 // meanwhile, a shared tier that never answers is a 504 after the bound, a
-// late answer after that is dropped, and answers after the server stopped
-// touch nothing.
+// late answer after that is dropped, answers after the server stopped touch
+// nothing, and every answer, at once or later, is logged with its status.
 #include <gtest/gtest.h>
 
 #include <memory>
@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "proxy/admin/admin_server.h"
-#include "spdlog/sinks/null_sink.h"
+#include "spdlog/sinks/ringbuffer_sink.h"
 #include "tests/integration/harness.h"
 
 namespace airbag::admin {
@@ -67,8 +67,9 @@ class DeferredAnswerTest : public ::testing::Test {
   std::unique_ptr<AdminServer> start(AdminHooks h) {
     AdminConfig config;
     config.bind = {"127.0.0.1", 0};
-    auto logger =
-        std::make_shared<spdlog::logger>("admin", std::make_shared<spdlog::sinks::null_sink_mt>());
+    auto logger = std::make_shared<spdlog::logger>("admin", log_);
+    logger->set_level(spdlog::level::debug);
+    log_->set_pattern("%v");
     auto server = AdminServer::start(config, std::move(h), registry_, logger);
     EXPECT_TRUE(server.ok()) << server.status();
     return server.ok() ? std::move(*server) : nullptr;
@@ -98,7 +99,16 @@ class DeferredAnswerTest : public ::testing::Test {
     return r;
   }
 
+  // Whether the admin logged `line`, among its last lines.
+  bool logged(std::string_view line) {
+    for (const std::string& l : log_->last_formatted())
+      if (l.substr(0, l.find_last_not_of("\r\n") + 1) == line) return true;
+    return false;
+  }
+
   metrics::Registry registry_;
+  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> log_ =
+      std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(64);
   std::shared_ptr<SharedSide> shared_ = std::make_shared<SharedSide>();
 };
 
@@ -203,6 +213,23 @@ TEST_F(DeferredAnswerTest, TheRouterCalledDirectlyWaitsForTheAnswer) {
   answerer.join();
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(Json::parse(r.body)["shared"]["purged"], 5);
+}
+
+TEST_F(DeferredAnswerTest, EveryAnswerIsLoggedWithItsStatusBeforeItIsSent) {
+  auto server = start(hooks(absl::Milliseconds(200)));
+  ASSERT_NE(server, nullptr);
+  // The line is written before the answer, so it is there once the answer came.
+  EXPECT_EQ(fetch(server->port(), "GET", "/healthz").status, 200);
+  EXPECT_TRUE(logged("admin GET /healthz -> 200"));
+  EXPECT_EQ(fetch(server->port(), "DELETE", "/healthz").status, 405);
+  EXPECT_TRUE(logged("admin DELETE /healthz -> 405"));
+  // Answered later: through the mailbox, then by the timeout.
+  testing::Response r = purgeAnsweredWith(server->port(), R"({"route":"predict"})",
+                                          Json{{"purged", 0}, {"complete", false}, {"error", "x"}});
+  EXPECT_EQ(r.status, 502);
+  EXPECT_TRUE(logged("admin POST /cache/purge -> 502"));
+  EXPECT_EQ(fetch(server->port(), "POST", "/cache/purge", {}, "").status, 504);
+  EXPECT_TRUE(logged("admin POST /cache/purge -> 504"));
 }
 
 }  // namespace

@@ -151,7 +151,7 @@ TEST(SharedPurge, ScansToTheEndAndTakesOnlyTheRoutesOwnKeys) {
   ASSERT_TRUE(run.result);
   EXPECT_EQ(run.result->purged, 2500u);
   EXPECT_TRUE(run.result->complete);
-  EXPECT_EQ(run.result->stopped_by, "");
+  EXPECT_EQ(run.result->stopped_by, PurgeStop::kNone);
   EXPECT_EQ(run.result->nodes, 1u);
   EXPECT_EQ(countPrefix(keys, "airbag:a:"), 0u);
   EXPECT_EQ(keys.size(), 4u * 300 + 2);  // every other route's keys, and the strangers
@@ -188,7 +188,7 @@ TEST(SharedPurge, TheKeyBoundStopsItAndSaysSo) {
   ASSERT_TRUE(run.result);
   EXPECT_EQ(run.result->purged, 100u);
   EXPECT_FALSE(run.result->complete);
-  EXPECT_EQ(run.result->stopped_by, "max_keys");
+  EXPECT_EQ(run.result->stopped_by, PurgeStop::kMaxKeys);
   EXPECT_EQ(redis->keys[""].size(), 150u);
 
   // Called again, it carries on from what is left.
@@ -213,7 +213,7 @@ TEST(SharedPurge, TheTimeBoundStopsItAndSaysSo) {
   ASSERT_TRUE(redis->flush());
   ASSERT_TRUE(run.result);
   EXPECT_FALSE(run.result->complete);
-  EXPECT_EQ(run.result->stopped_by, "time");
+  EXPECT_EQ(run.result->stopped_by, PurgeStop::kTime);
   EXPECT_LE(redis->log.size(), 4u);  // no command started after the second
   EXPECT_EQ(run.result->purged, 1000u - redis->keys[""].size());
 }
@@ -226,7 +226,7 @@ TEST(SharedPurge, AnErrorReplyEndsItNamingTheNode) {
   purgeShared(redis, {routePattern("airbag:", "a")}, false, {}, run.done());
   ASSERT_TRUE(redis->flush());
   ASSERT_TRUE(run.result);
-  EXPECT_EQ(run.result->stopped_by, "error");
+  EXPECT_EQ(run.result->stopped_by, PurgeStop::kError);
   EXPECT_FALSE(run.result->complete);
   EXPECT_THAT(run.result->error, HasSubstr("Redis at redis://fake: SCAN: NOPERM"));
 }
@@ -237,7 +237,7 @@ TEST(SharedPurge, ARedisThatCannotBeAskedIsAnErrorAtOnce) {
   Outcome run;
   purgeShared(redis, {routePattern("airbag:", "a")}, false, {}, run.done());
   ASSERT_TRUE(run.result);
-  EXPECT_EQ(run.result->stopped_by, "error");
+  EXPECT_EQ(run.result->stopped_by, PurgeStop::kError);
   EXPECT_THAT(run.result->error, HasSubstr("breaker is open"));
 }
 
@@ -277,6 +277,13 @@ TEST(SharedPurge, NothingToPurgeIsCompleteAtOnce) {
   ASSERT_TRUE(run.result);
   EXPECT_TRUE(run.result->complete);
   EXPECT_TRUE(redis->log.empty());
+}
+
+TEST(SharedPurge, EachStopHasTheNameTheAdminAnswersWith) {
+  EXPECT_EQ(purgeStopName(PurgeStop::kNone), "");
+  EXPECT_EQ(purgeStopName(PurgeStop::kMaxKeys), "max_keys");
+  EXPECT_EQ(purgeStopName(PurgeStop::kTime), "time");
+  EXPECT_EQ(purgeStopName(PurgeStop::kError), "error");
 }
 
 }  // namespace
