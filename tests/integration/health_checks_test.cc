@@ -123,7 +123,9 @@ TEST(HealthChecksTest, ConnectFailuresTakeThePrimaryOutForAWhile) {
   Stopwatch down;
   for (int i = 0; i < 5; ++i)
     EXPECT_EQ(ab.fetch("GET", "/v1/models").header("x-airbag-source"), "fallback:small-model");
-  if (down.elapsedMs() < milliseconds(350)) EXPECT_EQ(ab.metric(connectAttempts()), 2);
+  if (down.elapsedMs() < milliseconds(350)) {
+    EXPECT_EQ(ab.metric(connectAttempts()), 2);
+  }
   EXPECT_EQ(ab.admin("GET", "/upstreams").json()["model"]["health"]["passive"]["down"], true);
   EXPECT_EQ(ab.metric(R"(airbag_upstream_healthy{upstream="model"})"), 0);
 

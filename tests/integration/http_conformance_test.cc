@@ -130,7 +130,9 @@ TEST_F(HttpConformanceTest, NoContentAndNotModifiedReachTheClientWithoutABody) {
     Response r = c.readResponse(milliseconds(5000));
     ASSERT_EQ(r.status, std::stoi(status)) << r.error;
     EXPECT_EQ(r.body, "");
-    if (r.status == 204) EXPECT_FALSE(r.headers.has("content-length"));
+    if (r.status == 204) {
+      EXPECT_FALSE(r.headers.has("content-length"));
+    }
     EXPECT_EQ(r.header("x-airbag-source"), "upstream");
     // The same connection goes on in step: the next answer is the next request's.
     upstreamAnswers("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext");
