@@ -98,11 +98,6 @@ void Loader::readSharedCache(const Entry& e, SharedCacheConfig& s) {
         diag_.error(c->mark(), strCat("cache.shared.cluster: Redis Cluster has database 0 only; "
                                       "leave the database out of cache.shared.redis (it says ",
                                       s.db, ")"));
-      // Each node's connection would be checked against the seed's name.
-      if (s.cluster && s.tls)
-        diag_.error(c->mark(),
-                    "cache.shared.cluster over TLS (rediss://) is not supported yet; use a "
-                    "single Redis with rediss://, or a cluster with redis://");
     }
   }
 }

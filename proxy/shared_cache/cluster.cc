@@ -58,6 +58,11 @@ Client* Cluster::clientFor(const NodeAddress& node) {
   std::string name = node.name();
   auto it = nodes_.find(name);
   if (it != nodes_.end()) return it->second.client.get();
+  // rediss://: the seed's TLS context and name (tls_name) are kept. Nodes are
+  // announced by IP, and a cluster's certificate names the cluster (one SAN
+  // list or a wildcard), so every node is checked against the name the seed
+  // is: the URL's host or tls.sni. The shared tier resumes no TLS sessions,
+  // so no node is offered another's.
   TierSettings s = tier_->settings();
   s.cluster = false;  // a node's client talks to that node only
   if (!(node == seed_)) {

@@ -1,7 +1,8 @@
 // Redis Cluster behind one worker's shared-tier client (DESIGN.md §8
 // cache.shared.cluster): learns the slot map with CLUSTER SLOTS, sends each
 // command to the master of its key's hash slot over one connection per node
-// (each a plain Client on the worker's loop), and follows MOVED (the map is
+// (each a plain Client on the worker's loop; over rediss:// each speaks TLS
+// and is verified against the seed's name), and follows MOVED (the map is
 // corrected, the command resent) and ASK (ASKING, then the command, on the
 // named node; the map is kept). A command is redirected at most
 // kMaxRedirects times and never past its own deadline: a confused cluster is

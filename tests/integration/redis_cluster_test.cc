@@ -15,54 +15,27 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/redis_server.h"
+#include "tests/integration/shared_cluster.h"
 
 namespace airbag::testing {
 namespace {
 
 using ::testing::HasSubstr;
 
-constexpr char kConfig[] = R"(
-listen: { address: ${LISTEN}, workers: ${WORKERS} }
-admin: { address: ${ADMIN} }
-log: { level: warn, access_log: off }
-cache:
-  shared: { redis: ${REDIS}, cluster: true, timeout: 200ms }
-upstreams:
-  model: { url: ${MODEL}, connect_timeout: 200ms }
-routes:
-  - name: shared
-    match: { path: /v2/models/shared/infer }
-    upstream: model
-    cache: { ttl: 60s, shared: true }
-)";
-
-constexpr char kPath[] = "/v2/models/shared/infer";
-
-std::string infer(int n) {
-  return R"({"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[)" + std::to_string(n) +
-         "]}]}";
-}
-
-std::vector<std::string> lines(const std::string& text) {
-  std::vector<std::string> out;
-  for (absl::string_view l : absl::StrSplit(text, '\n', absl::SkipWhitespace()))
-    out.emplace_back(absl::StripAsciiWhitespace(l));
-  return out;
-}
+constexpr const char* kPath = kSharedClusterPath;
 
 class RedisClusterTest : public ::testing::Test {
  protected:
   void SetUp() override {
     auto cluster = RedisCluster::start(3);
     ASSERT_TRUE(cluster.ok()) << cluster.status();
-    nodes_ = std::move((*cluster)->nodes());
-    for (auto& n : nodes_) {
+    cluster_ = *std::move(cluster);
+    for (auto& n : nodes()) {
       auto id = n->cli({"CLUSTER", "MYID"});
       ASSERT_TRUE(id.ok()) << id.status();
       ids_.push_back(std::string(absl::StripAsciiWhitespace(*id)));
@@ -75,23 +48,17 @@ class RedisClusterTest : public ::testing::Test {
   // One worker: one connection per node and one slot map, so what the map
   // says before a migration is what the next lookup meets.
   absl::StatusOr<std::unique_ptr<AirbagProcess>> startAirbag(int workers = 1) {
-    return AirbagProcess::start(kConfig, {{"MODEL", demo_->url()},
-                                          {"REDIS", nodes_[0]->url()},
-                                          {"WORKERS", std::to_string(workers)}});
+    return AirbagProcess::start(kSharedClusterConfig, {{"MODEL", demo_->url()},
+                                                       {"REDIS", nodes()[0]->url()},
+                                                       {"WORKERS", std::to_string(workers)},
+                                                       {"SHARED", ""}});
   }
 
+  std::vector<std::unique_ptr<RedisServer>>& nodes() { return cluster_->nodes(); }
   // Every airbag key in the cluster, and the index of the node holding it.
-  std::map<std::string, int> keys() {
-    std::map<std::string, int> k;
-    for (size_t i = 0; i < nodes_.size(); ++i) {
-      auto out = nodes_[i]->cli({"--scan", "--pattern", "airbag:*"});
-      if (!out.ok()) continue;
-      for (std::string& key : lines(*out)) k[key] = static_cast<int>(i);
-    }
-    return k;
-  }
+  std::map<std::string, int> keys() { return cluster_->keys("airbag:*"); }
 
-  std::vector<std::unique_ptr<RedisServer>> nodes_;
+  std::unique_ptr<RedisCluster> cluster_;
   std::vector<std::string> ids_;
   std::unique_ptr<DemoServer> demo_;
 };
@@ -104,7 +71,7 @@ TEST_F(RedisClusterTest, AirbagsShareAnswersAndFollowASlotMigration) {
   // slot. Body 0 first, to know its key.
   std::string key;
   for (int i = 0; i < kKeys; ++i) {
-    Response r = (*a)->fetch("POST", kPath, {}, infer(i));
+    Response r = (*a)->fetch("POST", kPath, {}, inferBody(i));
     ASSERT_EQ(r.status, 200) << r.body;
     EXPECT_EQ(r.header("x-airbag-cache"), "miss");
     if (i == 0) {
@@ -126,7 +93,7 @@ TEST_F(RedisClusterTest, AirbagsShareAnswersAndFollowASlotMigration) {
   for (int i = 0; i < 3; ++i) {
     auto p = startAirbag();
     ASSERT_TRUE(p.ok()) << p.status();
-    Response r = p.value()->fetch("POST", kPath, {}, infer(1));
+    Response r = p.value()->fetch("POST", kPath, {}, inferBody(1));
     ASSERT_EQ(r.status, 200);
     EXPECT_EQ(r.header("x-airbag-cache"), "hit");
     EXPECT_EQ(r.header("x-airbag-cache-tier"), "shared");
@@ -148,7 +115,7 @@ TEST_F(RedisClusterTest, AirbagsShareAnswersAndFollowASlotMigration) {
         ++failed;
         continue;
       }
-      Response r = c.request("POST", kPath, {}, infer(i % 2 == 0 ? 1000 + i : i % kKeys),
+      Response r = c.request("POST", kPath, {}, inferBody(i % 2 == 0 ? 1000 + i : i % kKeys),
                              scaled(milliseconds(5000)));
       ++sent;
       if (r.status != 200) ++failed;
@@ -158,24 +125,24 @@ TEST_F(RedisClusterTest, AirbagsShareAnswersAndFollowASlotMigration) {
   // Move body 0's slot from its master to the next, as `redis-cli --cluster
   // reshard` would: mark it importing and migrating, move the key, then tell
   // every node the slot's new owner.
-  auto slot_out = nodes_[0]->cli({"CLUSTER", "KEYSLOT", key});
+  auto slot_out = nodes()[0]->cli({"CLUSTER", "KEYSLOT", key});
   ASSERT_TRUE(slot_out.ok()) << slot_out.status();
   const std::string slot(absl::StripAsciiWhitespace(*slot_out));
   const int from = where[key];
   const int to = (from + 1) % 3;
   auto run = [&](int node, std::vector<std::string> args) {
-    auto out = nodes_[node]->cli(std::move(args));
+    auto out = nodes()[node]->cli(std::move(args));
     ASSERT_TRUE(out.ok()) << out.status();
     EXPECT_THAT(*out, HasSubstr("OK"));
   };
   run(to, {"CLUSTER", "SETSLOT", slot, "IMPORTING", ids_[from]});
   run(from, {"CLUSTER", "SETSLOT", slot, "MIGRATING", ids_[to]});
   run(from,
-      {"MIGRATE", "127.0.0.1", std::to_string(nodes_[to]->port()), "", "0", "5000", "KEYS", key});
+      {"MIGRATE", "127.0.0.1", std::to_string(nodes()[to]->port()), "", "0", "5000", "KEYS", key});
   ASSERT_EQ(keys()[key], to);
 
   // Mid-migration: the old master answers ASK for the key it no longer has.
-  Response ask = fresh[0]->fetch("POST", kPath, {}, infer(0));
+  Response ask = fresh[0]->fetch("POST", kPath, {}, inferBody(0));
   ASSERT_EQ(ask.status, 200) << ask.body;
   EXPECT_EQ(ask.header("x-airbag-cache"), "hit");
   EXPECT_EQ(ask.header("x-airbag-cache-tier"), "shared");
@@ -184,12 +151,12 @@ TEST_F(RedisClusterTest, AirbagsShareAnswersAndFollowASlotMigration) {
   // Moved: the old master answers MOVED; the airbag that still maps the slot
   // to it follows, and so does the one that followed ASK before.
   for (int i : {1, 2}) {
-    Response moved = fresh[i]->fetch("POST", kPath, {}, infer(0));
+    Response moved = fresh[i]->fetch("POST", kPath, {}, inferBody(0));
     ASSERT_EQ(moved.status, 200) << moved.body;
     EXPECT_EQ(moved.header("x-airbag-cache"), "hit") << i;
     EXPECT_EQ(moved.header("x-airbag-cache-tier"), "shared") << i;
   }
-  Response again = fresh[0]->fetch("POST", kPath, {}, infer(0));
+  Response again = fresh[0]->fetch("POST", kPath, {}, inferBody(0));
   EXPECT_EQ(again.header("x-airbag-cache"), "hit");
 
   // Let the traffic meet the moved slot too, then stop it.

@@ -1,7 +1,9 @@
 // A real redis-server (Debian's) for tests: on a free 127.0.0.1 port, no
-// persistence, killed with the test. Header-only on top of the harness.
+// persistence, killed with the test; and a Redis Cluster of them, plain or
+// TLS. Header-only on top of the harness.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -12,6 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "tests/integration/harness.h"
+#include "tests/integration/tls_certs.h"
 
 namespace airbag::testing {
 
@@ -24,7 +27,18 @@ class RedisServer {
     std::string tls_cert;
     std::string tls_key;
     std::string tls_ca;
-    bool cluster = false;  // a Redis Cluster node (its bus on another free port), no slots yet
+    // A Redis Cluster node (its bus on another free port), no slots yet; with TLS its bus and
+    // replication speak TLS too, and it announces its TLS port.
+    bool cluster = false;
+
+    // TLS only, with the leaf `leaf` of `certs` (made with Certs::leaf) and their CA.
+    static Options tls(const Certs& certs, const std::string& leaf) {
+      Options o;
+      o.tls_cert = certs.path(leaf + ".pem");
+      o.tls_key = certs.path(leaf + ".key");
+      o.tls_ca = certs.path("ca.pem");
+      return o;
+    }
   };
 
   static absl::StatusOr<std::unique_ptr<RedisServer>> start() { return start(Options{}); }
@@ -75,23 +89,32 @@ class RedisServer {
   // Runs redis-cli against the server; its standard output.
   absl::StatusOr<std::string> cli(std::vector<std::string> args,
                                   milliseconds timeout = milliseconds(10000)) const {
-    std::vector<std::string> argv = {"redis-cli", "-h", "127.0.0.1", "-p",
-                                     std::to_string(port_)};
+    std::vector<std::string> argv = {"-h", "127.0.0.1", "-p", std::to_string(port_)};
     if (!options_.password.empty()) {
       argv.push_back("--no-auth-warning");
       argv.push_back("-a");
       argv.push_back(options_.password);
     }
-    if (!options_.tls_cert.empty()) {
+    for (std::string& a : args) argv.push_back(std::move(a));
+    return runCli(options_, std::move(argv), timeout);
+  }
+
+  // Runs redis-cli with `args` as a client of servers started with `options` (TLS: checked
+  // against their CA); its standard output.
+  static absl::StatusOr<std::string> runCli(const Options& options, std::vector<std::string> args,
+                                            milliseconds timeout) {
+    std::vector<std::string> argv = {"redis-cli"};
+    if (!options.tls_cert.empty()) {
       argv.push_back("--tls");
       argv.push_back("--cacert");
-      argv.push_back(options_.tls_ca);
+      argv.push_back(options.tls_ca);
     }
     for (std::string& a : args) argv.push_back(std::move(a));
     absl::StatusOr<CommandResult> r = runCommand(std::move(argv), timeout);
     if (!r.ok()) return r.status();
     if (!r->exit.success())
-      return absl::InternalError(absl::StrCat("redis-cli: ", r->exit.toString(), " ", r->err));
+      return absl::InternalError(
+          absl::StrCat("redis-cli: ", r->exit.toString(), " ", r->err, r->out));
     return r->out;
   }
 
@@ -121,6 +144,9 @@ class RedisServer {
         argv.push_back(std::move(a));
       argv.push_back("--cluster-port");
       argv.push_back(std::to_string(bus_port_));
+      // Redis 7 then names the TLS port to TLS clients in CLUSTER SLOTS, MOVED and ASK.
+      if (!options_.tls_cert.empty())
+        argv.insert(argv.end(), {"--tls-cluster", "yes", "--tls-replication", "yes"});
     }
     absl::StatusOr<std::unique_ptr<Process>> p = Process::spawn(std::move(argv));
     if (!p.ok()) return p.status();
@@ -139,15 +165,21 @@ class RedisServer {
   std::unique_ptr<Process> process_;
 };
 
-// A Redis Cluster of `masters` nodes joined by `redis-cli --cluster create`,
-// ready once every node says cluster_state:ok.
+// A Redis Cluster of masters joined by `redis-cli --cluster create`, ready
+// once every node says cluster_state:ok.
 class RedisCluster {
  public:
+  // `masters` plain nodes.
   static absl::StatusOr<std::unique_ptr<RedisCluster>> start(int masters = 3) {
+    return start(std::vector<RedisServer::Options>(masters));
+  }
+  // One master per entry of `nodes` (TLS when the entries say so: every node alike, or at least
+  // under one CA, the first's, which redis-cli checks them with).
+  static absl::StatusOr<std::unique_ptr<RedisCluster>> start(
+      std::vector<RedisServer::Options> nodes) {
     std::unique_ptr<RedisCluster> c(new RedisCluster());
-    std::vector<std::string> create = {"redis-cli", "--cluster", "create"};
-    for (int i = 0; i < masters; ++i) {
-      RedisServer::Options options;
+    std::vector<std::string> create = {"--cluster", "create"};
+    for (RedisServer::Options& options : nodes) {
       options.cluster = true;
       auto node = RedisServer::start(options);
       if (!node.ok()) return node.status();
@@ -155,10 +187,8 @@ class RedisCluster {
       c->nodes_.push_back(*std::move(node));
     }
     create.push_back("--cluster-yes");
-    auto made = runCommand(create, milliseconds(30000));
+    auto made = RedisServer::runCli(nodes.front(), create, milliseconds(30000));
     if (!made.ok()) return made.status();
-    if (!made->exit.success())
-      return absl::InternalError(absl::StrCat("redis-cli --cluster create: ", made->out, made->err));
     bool ok = pollUntil(
         [&] {
           for (auto& n : c->nodes_) {
@@ -173,6 +203,14 @@ class RedisCluster {
   }
 
   std::vector<std::unique_ptr<RedisServer>>& nodes() { return nodes_; }
+
+  // The keys matching `pattern` on every node, each with the index of the node that holds it.
+  std::map<std::string, int> keys(const std::string& pattern) const {
+    std::map<std::string, int> k;
+    for (size_t i = 0; i < nodes_.size(); ++i)
+      for (std::string& key : nodes_[i]->scan(pattern)) k[std::move(key)] = static_cast<int>(i);
+    return k;
+  }
 
  private:
   RedisCluster() = default;

@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/redis_server.h"
+#include "tests/integration/shared_cluster.h"
 
 namespace airbag::testing {
 namespace {
@@ -44,10 +45,6 @@ routes:
     cache: { ttl: 60s }
 )";
 
-std::string infer(int n) {
-  return R"({"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[)" + std::to_string(n) +
-         "]}]}";
-}
 std::string path(std::string_view route) { return "/v2/models/" + std::string(route) + "/infer"; }
 
 class SharedCachePurgeTest : public ::testing::Test {
@@ -68,7 +65,7 @@ class SharedCachePurgeTest : public ::testing::Test {
   // `n` different answers of each route through `airbag`, each a model call.
   void fill(AirbagProcess& airbag, std::string_view route, int n) {
     for (int i = 0; i < n; ++i) {
-      Response r = airbag.fetch("POST", path(route), {}, infer(i));
+      Response r = airbag.fetch("POST", path(route), {}, inferBody(i));
       ASSERT_EQ(r.status, 200) << r.body;
       EXPECT_EQ(r.header("x-airbag-cache"), "miss");
     }
@@ -107,15 +104,15 @@ TEST_F(SharedCachePurgeTest, PurgesTheRoutesKeysAndNoOtherRoutes) {
 
   // Route a asks the model again; route ab still hits, in memory and, for a
   // fresh airbag, in Redis.
-  Response again = (*a)->fetch("POST", path("a"), {}, infer(1));
+  Response again = (*a)->fetch("POST", path("a"), {}, inferBody(1));
   EXPECT_EQ(again.header("x-airbag-cache"), "miss");
   EXPECT_EQ(demo_->stat("requests").value_or(-1), calls + 1);
   auto b = startAirbag((*redis)->url(), false);
   ASSERT_TRUE(b.ok()) << b.status();
-  Response ab = (*b)->fetch("POST", path("ab"), {}, infer(2));
+  Response ab = (*b)->fetch("POST", path("ab"), {}, inferBody(2));
   EXPECT_EQ(ab.header("x-airbag-cache"), "hit");
   EXPECT_EQ(ab.header("x-airbag-cache-tier"), "shared");
-  Response other = (*b)->fetch("POST", path("a"), {}, infer(3));
+  Response other = (*b)->fetch("POST", path("a"), {}, inferBody(3));
   EXPECT_EQ(other.header("x-airbag-cache"), "miss") << "route a's entry survived in Redis";
   EXPECT_EQ(demo_->stat("requests").value_or(-1), calls + 2);
 
@@ -158,7 +155,7 @@ TEST_F(SharedCachePurgeTest, ARedisThatIsDownIsAClearAnswerNotAWait) {
   // The local tier was purged all the same: the model is asked again (and
   // still answers, Redis or not).
   const int64_t calls = demo_->stat("requests").value_or(-1);
-  Response again = (*a)->fetch("POST", path("a"), {}, infer(0));
+  Response again = (*a)->fetch("POST", path("a"), {}, inferBody(0));
   EXPECT_EQ(again.status, 200);
   EXPECT_EQ(again.header("x-airbag-cache"), "miss");
   EXPECT_EQ(demo_->stat("requests").value_or(-1), calls + 1);
@@ -188,7 +185,7 @@ TEST_F(SharedCachePurgeTest, OnAClusterEveryMasterIsPurged) {
   EXPECT_EQ(count(nodes, "ab"), 6u);
 
   const int64_t calls = demo_->stat("requests").value_or(-1);
-  Response again = (*a)->fetch("POST", path("a"), {}, infer(4));
+  Response again = (*a)->fetch("POST", path("a"), {}, inferBody(4));
   EXPECT_EQ(again.header("x-airbag-cache"), "miss");
   EXPECT_EQ(demo_->stat("requests").value_or(-1), calls + 1);
 }

@@ -39,11 +39,7 @@ class SharedCacheTlsTest : public ::testing::Test {
     certs_ = Certs::makeCa();
     ASSERT_NE(certs_, nullptr);
     ASSERT_TRUE(certs_->leaf("redis", "DNS:redis.test", 1));
-    RedisServer::Options o;
-    o.tls_cert = certs_->path("redis.pem");
-    o.tls_key = certs_->path("redis.key");
-    o.tls_ca = certs_->path("ca.pem");
-    auto redis = RedisServer::start(o);
+    auto redis = RedisServer::start(RedisServer::Options::tls(*certs_, "redis"));
     ASSERT_TRUE(redis.ok()) << redis.status();
     redis_ = *std::move(redis);
     auto demo = DemoServer::start({{"--seed", "7"}});

@@ -89,6 +89,15 @@ TEST(SharedCacheConfig, RedissTakesTheUpstreamsTlsBlock) {
   auto plain = loadString(withShared("{redis: \"redis://r\"}"), "t.yaml");
   ASSERT_TRUE(plain.ok()) << plain.status();
   EXPECT_FALSE((*plain)->cache.shared->tls);
+
+  // A cluster over TLS: every node is checked against the seed's name (here sni).
+  auto cluster = loadString(withShared("{redis: \"rediss://10.0.0.5:7000\", cluster: true, "
+                                       "tls: {ca: ca.pem, sni: cluster.redis.example}}"),
+                            "t.yaml");
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  EXPECT_TRUE(cluster.value()->cache.shared->cluster);
+  EXPECT_TRUE(cluster.value()->cache.shared->tls);
+  EXPECT_EQ(cluster.value()->cache.shared->tls_settings.sni, "cluster.redis.example");
 }
 
 TEST(SharedCacheConfig, ErrorsNameTheKeyAndItsPlace) {
@@ -113,8 +122,8 @@ TEST(SharedCacheConfig, ErrorsNameTheKeyAndItsPlace) {
               HasSubstr("t.yaml:2:42: 'coalesce' must be true or false"));
   EXPECT_THAT(errorOf(withShared("{redis: \"redis://r/2\", cluster: true}")),
               HasSubstr("t.yaml:2:43: cache.shared.cluster: Redis Cluster has database 0 only"));
-  EXPECT_THAT(errorOf(withShared("{redis: \"rediss://r\", cluster: true}")),
-              HasSubstr("t.yaml:2:42: cache.shared.cluster over TLS (rediss://) is not supported yet"));
+  EXPECT_THAT(errorOf(withShared("{redis: \"rediss://r/1\", cluster: true}")),
+              HasSubstr("t.yaml:2:44: cache.shared.cluster: Redis Cluster has database 0 only"));
   EXPECT_THAT(errorOf(withShared("{timeout: 5ms}")), HasSubstr("redis"));
   EXPECT_THAT(errorOf(withShared("{redis: \"redis://r\", colour: red}")),
               HasSubstr("unknown key 'colour' in cache.shared"));

@@ -3,7 +3,7 @@
 // step, failures reported from the loop (never from inside command()), and
 // the breaker that stops asking after repeated failures and tries again; in
 // cluster mode, against a fake node that keeps redirecting, a bounded number
-// of tries ending as a miss, never a loop.
+// of tries ending as a miss, never a loop; and a cluster node's TLS settings.
 #include "proxy/shared_cache/client.h"
 
 #include <event2/event.h>
@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "airbag/clock.h"
+#include "proxy/http/tls.h"
 #include "proxy/pipeline/event_dispatcher.h"
 #include "proxy/shared_cache/cluster.h"
 #include "tests/integration/redis_server.h"
@@ -320,6 +321,26 @@ TEST_F(ClientTest, AConfusedClusterIsABoundedMissNotALoop) {
       EXPECT_EQ(node.slots(), 1);
     }
   }
+}
+
+TEST_F(ClientTest, EachClusterNodeSpeaksTlsLikeTheSeedAndIsCheckedAgainstItsName) {
+  auto tls = http::makeClientTls({"", false}, "cache.shared.tls", nullptr);
+  ASSERT_TRUE(tls.ok()) << tls.status();
+  TierSettings s = tierFor(7000, "", "", true)->settings();
+  s.url = "rediss://127.0.0.1:7000";
+  s.tls = *tls;
+  s.tls_name = "cluster.redis.example";
+  Client client(base_.get(), dispatcher_, std::make_shared<const Tier>(std::move(s)), nullptr);
+  ASSERT_NE(client.cluster(), nullptr);
+  // Nodes are announced by IP; the name their certificates must carry is the seed's.
+  Client* node = client.cluster()->nodeClient({"10.0.0.7", 7001});
+  ASSERT_NE(node, nullptr);
+  const TierSettings& n = node->tier().settings();
+  EXPECT_EQ(n.host, "10.0.0.7");
+  EXPECT_EQ(n.port, 7001);
+  EXPECT_FALSE(n.cluster);
+  EXPECT_EQ(n.tls, *tls);
+  EXPECT_EQ(n.tls_name, "cluster.redis.example");
 }
 
 }  // namespace
