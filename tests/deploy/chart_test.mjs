@@ -196,6 +196,32 @@ for (const [name, sets] of [
   equal(coalesced?.coalesce_wait, "800ms", "shared cache: coalesce_wait");
   check(renderedConfig(helmTemplate([], []).docs)?.cache?.shared === undefined,
     "shared cache: on without airbag.sharedCache.redis");
+  // A managed Redis Cluster over TLS: rediss://, cluster, the CA from a Secret, the checked name.
+  const tlsSets = ["airbag.sharedCache.redis=rediss://clustercfg.cache.example.internal:6379",
+    "airbag.sharedCache.cluster=true", "airbag.sharedCache.tls.caSecret=redis-ca",
+    "airbag.sharedCache.tls.sni=cache.example.internal"];
+  const tlsRendered = helmTemplate([], tlsSets);
+  if (check(tlsRendered.status === 0, `helm template (shared cache over TLS): ${tlsRendered.stderr}`)) {
+    checkDeployment(tlsRendered.docs, "shared cache over TLS", { sidecar: "native" });
+    const tlsShared = renderedConfig(tlsRendered.docs)?.cache?.shared;
+    equal(tlsShared?.cluster, true, "shared cache: cluster");
+    equal(tlsShared?.tls?.ca, "/var/run/airbag/redis-ca/ca.crt", "shared cache: tls.ca");
+    equal(tlsShared?.tls?.sni, "cache.example.internal", "shared cache: tls.sni");
+    check(tlsShared?.tls?.verify === undefined, "shared cache: tls.verify written although true");
+    const tlsPod = tlsRendered.docs.find((d) => d.kind === "Deployment")?.spec.template.spec;
+    check(tlsPod?.volumes?.some((v) => v.secret?.secretName === "redis-ca"),
+      "shared cache: the CA Secret is not mounted");
+    const mounted = [...(tlsPod?.initContainers ?? []), ...(tlsPod?.containers ?? [])]
+      .find((x) => x.name === "airbag")?.volumeMounts ?? [];
+    check(mounted.some((m) => m.mountPath === "/var/run/airbag/redis-ca"),
+      "shared cache: the CA Secret is not mounted in the airbag container");
+  }
+  check(renderedConfig(helmTemplate([], ["airbag.sharedCache.redis=redis://redis:6379"]).docs)
+    ?.cache?.shared?.tls === undefined, "shared cache: tls written for a redis:// url");
+  const plainTls = helmTemplate([], ["airbag.sharedCache.redis=redis://redis:6379",
+    "airbag.sharedCache.tls.verify=false"]);
+  check(plainTls.status !== 0 && plainTls.stderr.includes("rediss://"),
+    `shared cache: tls settings with a redis:// url did not fail: ${plainTls.stderr.trim()}`);
   const classic = helmTemplate([], ["airbag.sidecar=container"]).docs.find((d) => d.kind === "Deployment");
   const c = classic?.spec.template.spec.containers.find((x) => x.name === "airbag");
   check(c?.lifecycle?.preStop?.exec, "classic sidecar: airbag has no preStop for the endpoint lag");

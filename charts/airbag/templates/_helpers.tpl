@@ -68,6 +68,21 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if .passwordSecret -}}
 {{- $_ := set $shared "password_file" "/var/run/airbag/redis/password" -}}
 {{- end -}}
+{{- if .cluster -}}
+{{- $_ := set $shared "cluster" true -}}
+{{- end -}}
+{{- $tls := dict -}}
+{{- with .tls -}}
+{{- if .caSecret -}}{{- $_ := set $tls "ca" "/var/run/airbag/redis-ca/ca.crt" -}}{{- end -}}
+{{- if .sni -}}{{- $_ := set $tls "sni" .sni -}}{{- end -}}
+{{- if eq .verify false -}}{{- $_ := set $tls "verify" false -}}{{- end -}}
+{{- end -}}
+{{- if $tls -}}
+{{- if not (hasPrefix "rediss://" .redis) -}}
+{{- fail "airbag.sharedCache.tls applies to a rediss:// url only (airbag.sharedCache.redis)" -}}
+{{- end -}}
+{{- $_ := set $shared "tls" $tls -}}
+{{- end -}}
 {{- $_ := set $cache "shared" $shared -}}
 {{- $_ := set $config "cache" $cache -}}
 {{- end -}}
@@ -152,6 +167,9 @@ volumeMounts:
   {{- if and .Values.airbag.sharedCache.redis .Values.airbag.sharedCache.passwordSecret }}
   - { name: airbag-redis-password, mountPath: /var/run/airbag/redis, readOnly: true }
   {{- end }}
+  {{- if and .Values.airbag.sharedCache.redis .Values.airbag.sharedCache.tls.caSecret }}
+  - { name: airbag-redis-ca, mountPath: /var/run/airbag/redis-ca, readOnly: true }
+  {{- end }}
 {{- end -}}
 
 {{/* The volumes the airbag container mounts. */}}
@@ -171,6 +189,12 @@ volumeMounts:
   secret:
     secretName: {{ .Values.airbag.sharedCache.passwordSecret }}
     items: [ { key: password, path: password } ]
+{{- end }}
+{{- if and .Values.airbag.sharedCache.redis .Values.airbag.sharedCache.tls.caSecret }}
+- name: airbag-redis-ca
+  secret:
+    secretName: {{ .Values.airbag.sharedCache.tls.caSecret }}
+    items: [ { key: ca.crt, path: ca.crt } ]
 {{- end }}
 {{- end -}}
 
